@@ -1,0 +1,227 @@
+//! The single-node AccountStore: one redb file in the data dir. Every write is
+//! its own serialisable transaction, committed durably before it returns.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Account, AccountStore, CreateOutcome, Credentials, StoreError};
+use crate::xmpp::jid::Username;
+
+/// username → account record (JSON, so fields can be added without migrations).
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn decode(username: &str, bytes: &[u8]) -> Result<Account, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        username: username.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl EmbeddedStore {
+    pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        // Create the table up front so that reads never see it missing.
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(ACCOUNTS).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs a blocking redb operation off the async threads.
+    async fn blocking<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || op(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
+    }
+
+    /// Read-modify-write of one record inside a single write transaction.
+    async fn update<F>(&self, username: &Username, change: F) -> Result<bool, StoreError>
+    where
+        F: FnOnce(Account) -> Account + Send + 'static,
+    {
+        let name = username.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let changed = {
+                let mut table = txn.open_table(ACCOUNTS).map_err(unavailable)?;
+                let current = match table.get(name.as_str()).map_err(unavailable)? {
+                    Some(bytes) => Some(decode(&name, bytes.value())?),
+                    None => None,
+                };
+                match current {
+                    Some(account) => {
+                        let bytes = serde_json::to_vec(&change(account)).map_err(unavailable)?;
+                        table
+                            .insert(name.as_str(), bytes.as_slice())
+                            .map_err(unavailable)?;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(changed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccountStore for EmbeddedStore {
+    async fn create(&self, account: Account) -> Result<CreateOutcome, StoreError> {
+        self.blocking(move |db| {
+            let bytes = serde_json::to_vec(&account).map_err(unavailable)?;
+            let txn = db.begin_write().map_err(unavailable)?;
+            let outcome = {
+                let mut table = txn.open_table(ACCOUNTS).map_err(unavailable)?;
+                if table
+                    .get(account.username.as_str())
+                    .map_err(unavailable)?
+                    .is_some()
+                {
+                    CreateOutcome::AlreadyExists
+                } else {
+                    table
+                        .insert(account.username.as_str(), bytes.as_slice())
+                        .map_err(unavailable)?;
+                    CreateOutcome::Created
+                }
+            };
+            match outcome {
+                CreateOutcome::Created => txn.commit().map_err(unavailable)?,
+                CreateOutcome::AlreadyExists => txn.abort().map_err(unavailable)?,
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
+        let name = username.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ACCOUNTS).map_err(unavailable)?;
+            match table.get(name.as_str()).map_err(unavailable)? {
+                Some(bytes) => decode(&name, bytes.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn set_credentials(
+        &self,
+        username: &Username,
+        credentials: Credentials,
+    ) -> Result<bool, StoreError> {
+        self.update(username, move |mut account| {
+            account.credentials = credentials;
+            account
+        })
+        .await
+    }
+
+    async fn delete(&self, username: &Username) -> Result<bool, StoreError> {
+        let name = username.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let existed = {
+                let mut table = txn.open_table(ACCOUNTS).map_err(unavailable)?;
+                let removed = table.remove(name.as_str()).map_err(unavailable)?;
+                removed.is_some()
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every commit above is durable (redb's default durability) before it
+        // returns, so there is nothing buffered to write out.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str) -> Account {
+        Account {
+            username: name.to_owned(),
+            credentials: Credentials::derive("password1", 4096),
+            created_at: 1,
+            roles: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn create_get_update_delete_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.redb");
+        let alice = Username::parse("alice").unwrap();
+        {
+            let store = EmbeddedStore::open(&path).unwrap();
+            assert_eq!(
+                store.create(account("alice")).await.unwrap(),
+                CreateOutcome::Created
+            );
+            assert_eq!(
+                store.create(account("alice")).await.unwrap(),
+                CreateOutcome::AlreadyExists
+            );
+            let creds = Credentials::derive("new-password", 4096);
+            assert!(store.set_credentials(&alice, creds.clone()).await.unwrap());
+            let bob = Username::parse("bob").unwrap();
+            assert!(!store.set_credentials(&bob, creds.clone()).await.unwrap());
+            assert!(!store.delete(&bob).await.unwrap());
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        let got = store.get(&alice).await.unwrap().unwrap();
+        assert!(got
+            .credentials
+            .sha256
+            .verify_password(crate::xmpp::sasl::HashAlg::Sha256, "new-password"));
+        assert!(store.delete(&alice).await.unwrap());
+        assert!(store.get(&alice).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_of_one_name_admit_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("a.redb")).unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(
+                async move { store.create(account("race")).await },
+            ));
+        }
+        let mut created = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() == CreateOutcome::Created {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 1);
+    }
+}

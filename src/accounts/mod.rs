@@ -1,0 +1,67 @@
+//! Accounts: the `AccountStore` trait every backend implements, and the SCRAM
+//! credentials stored in place of passwords.
+
+pub mod credentials;
+pub mod embedded;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use credentials::Credentials;
+
+use crate::xmpp::jid::Username;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub username: String,
+    pub credentials: Credentials,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    AlreadyExists,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("account storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored account record for '{username}' is unreadable: {reason}")]
+    Corrupt { username: String, reason: String },
+}
+
+/// Where accounts live. Each method is one atomic operation; implementations
+/// decide uniqueness (the embedded store by a write transaction, the CQL store by
+/// lightweight transactions).
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Inserts the account unless the username is taken.
+    async fn create(&self, account: Account) -> Result<CreateOutcome, StoreError>;
+
+    async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError>;
+
+    /// Replaces the credentials of an existing account; false when there is none.
+    async fn set_credentials(
+        &self,
+        username: &Username,
+        credentials: Credentials,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes the account; false when there was none.
+    async fn delete(&self, username: &Username) -> Result<bool, StoreError>;
+
+    /// Makes every completed write durable (called at shutdown).
+    async fn flush(&self) -> Result<(), StoreError>;
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,126 @@
+//! IQs the server answers itself: dispatch, resource binding, the legacy
+//! session, ping and service discovery.
+
+use super::session::Session;
+use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::jid::{normalize_domain, prepare_resource, split_jid};
+use crate::xmpp::{ns, Element};
+
+/// An empty `result` for `iq`.
+pub(super) fn iq_result(iq: &Element) -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "result")
+        .with_opt_attr("id", iq.attr("id"))
+        .with_opt_attr("to", iq.attr("from"))
+        .with_opt_attr("from", iq.attr("to"))
+}
+
+impl Session {
+    pub(super) async fn on_iq(&mut self, iq: Element) {
+        match iq.attr("type") {
+            Some("get" | "set") => {}
+            // Answers to nothing we asked: drop them.
+            Some("result" | "error") => return,
+            _ => return self.reply_error(&iq, StanzaError::bad_request("Invalid IQ type")),
+        }
+        if iq.attr("id").is_none() {
+            return self.reply_error(&iq, StanzaError::bad_request("An IQ needs an id"));
+        }
+        let mut payloads = iq.children();
+        let (Some(payload), None) = (payloads.next(), payloads.next()) else {
+            return self.reply_error(
+                &iq,
+                StanzaError::bad_request("An IQ get or set carries exactly one child"),
+            );
+        };
+        let payload = payload.clone();
+        if !self.iq_is_for_server(iq.attr("to")) {
+            return self.reply_error(&iq, StanzaError::service_unavailable());
+        }
+        let is_set = iq.attr("type") == Some("set");
+        match (payload.ns(), payload.name(), is_set) {
+            (ns::REGISTER, "query", _) => self.on_register(&iq, &payload).await,
+            (ns::PING, "ping", false) => self.send(&iq_result(&iq)),
+            (ns::BIND, "bind", true) => self.on_bind(&iq, &payload),
+            (ns::SESSION, "session", true) if self.user.is_some() => self.send(&iq_result(&iq)),
+            (ns::DISCO_INFO, "query", false) if payload.attr("node").is_none() => {
+                let info = self.disco_info();
+                self.send(&iq_result(&iq).with_child(info));
+            }
+            (ns::DISCO_ITEMS, "query", false) if payload.attr("node").is_none() => {
+                self.send(&iq_result(&iq).with_child(Element::new("query", ns::DISCO_ITEMS)));
+            }
+            _ => self.reply_error(&iq, StanzaError::service_unavailable()),
+        }
+    }
+
+    pub(super) fn reply_error(&mut self, stanza: &Element, error: StanzaError) {
+        let reply = error.reply_to(stanza);
+        self.send(&reply);
+    }
+
+    /// IQs addressed to the domain, or to the user's own bare JID, are ours.
+    fn iq_is_for_server(&self, to: Option<&str>) -> bool {
+        let Some(to) = to else { return true };
+        let jid = split_jid(to);
+        if normalize_domain(jid.domain) != self.domain() || jid.resource.is_some() {
+            return false;
+        }
+        match (jid.local, &self.user) {
+            (None, _) => true,
+            (Some(local), Some(user)) => {
+                crate::xmpp::jid::Username::parse(local).ok().as_ref() == Some(user)
+            }
+            (Some(_), None) => false,
+        }
+    }
+
+    fn on_bind(&mut self, iq: &Element, bind: &Element) {
+        let Some(user) = self.user.clone() else {
+            return self.reply_error(iq, StanzaError::new(ErrorType::Auth, "not-authorized"));
+        };
+        if self.resource.is_some() {
+            return self.reply_error(
+                iq,
+                StanzaError::new(ErrorType::Cancel, "not-allowed")
+                    .with_text("A resource is already bound on this stream"),
+            );
+        }
+        let requested = bind
+            .get_child("resource", ns::BIND)
+            .map(Element::text)
+            .filter(|r| !r.is_empty());
+        let resource = match requested {
+            Some(r) => match prepare_resource(&r) {
+                Ok(r) => r,
+                Err(_) => {
+                    return self.reply_error(iq, StanzaError::bad_request("Invalid resource"))
+                }
+            },
+            None => format!("usher-{}", crate::secrets::random_id(6)),
+        };
+        let jid = format!("{}@{}/{}", user, self.domain(), resource);
+        self.resource = Some(resource);
+        let reply = iq_result(iq).with_child(
+            Element::new("bind", ns::BIND).with_child(Element::new("jid", ns::BIND).with_text(jid)),
+        );
+        self.send(&reply);
+    }
+
+    fn disco_info(&self) -> Element {
+        let mut query = Element::new("query", ns::DISCO_INFO).with_child(
+            Element::new("identity", ns::DISCO_INFO)
+                .with_attr("category", "server")
+                .with_attr("type", "im")
+                .with_attr("name", "usher"),
+        );
+        let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING];
+        if self.shared.config.allow_registration {
+            features.push(ns::REGISTER);
+        }
+        for f in features {
+            query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
+        }
+        query
+    }
+}

@@ -1,0 +1,42 @@
+//! Client-to-server streams: one actix actor per TCP connection, driving a
+//! `Session` (the stream state machine) fed by an I/O pump that owns the socket.
+
+mod auth;
+pub mod connection;
+pub mod io;
+mod iq;
+pub mod listener;
+pub mod rate_limit;
+mod register;
+pub mod session;
+pub mod tls;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crate::accounts::AccountStore;
+use crate::blocking_pool::CpuPool;
+use crate::config::Config;
+use crate::xmpp::reader::ReaderLimits;
+
+/// What every connection on a node shares.
+pub struct C2sShared {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn AccountStore>,
+    pub cpu: CpuPool,
+    pub tls: tokio_rustls::TlsAcceptor,
+    pub registrations: rate_limit::RegistrationLimiter,
+    /// Seeds the decoy SCRAM salts of unknown users; stable across restarts.
+    pub decoy_secret: Vec<u8>,
+    /// Open connections, for `limits.max_connections`.
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl C2sShared {
+    pub fn reader_limits(&self) -> ReaderLimits {
+        ReaderLimits {
+            max_stanza_size: self.config.limits.max_stanza_size,
+            max_depth: self.config.limits.max_depth,
+        }
+    }
+}

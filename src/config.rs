@@ -1,0 +1,269 @@
+//! One typed configuration: defaults < TOML file < `USHER_*` environment
+//! (nested keys joined by `__`, e.g. `USHER_LIMITS__MAX_STANZA_SIZE`).
+//! Everything is validated at start; a bad value names its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::xmpp::jid::normalize_domain;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The XMPP domain this node serves.
+    pub domain: String,
+    /// Where client connections are accepted.
+    pub c2s_addr: SocketAddr,
+    /// Accounts, the TLS certificate (when generated) and node secrets live here.
+    pub data_dir: PathBuf,
+    /// In-band registration (XEP-0077) at all.
+    pub allow_registration: bool,
+    /// Registration only with a valid invite.
+    pub registration_invite_only: bool,
+    /// Log filter (`info`, `usher=debug`, …).
+    pub log: String,
+    /// PBKDF2 iteration count for newly stored SCRAM keys.
+    pub scram_iterations: u32,
+    pub min_password_length: usize,
+    /// Usernames nobody may register.
+    pub reserved_usernames: Vec<String>,
+    pub tls: TlsConfig,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`. When neither is set, a self-signed
+    /// certificate for the domain is generated in the data dir.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest stanza in bytes; larger ones end the stream.
+    pub max_stanza_size: usize,
+    pub max_depth: usize,
+    /// How long a stream may stay silent before it authenticates.
+    #[serde(with = "humantime_serde")]
+    pub pre_auth_idle_timeout: Duration,
+    pub max_connections: usize,
+    /// Registration attempts per IP address per minute; 0 turns the limit off.
+    pub registrations_per_ip_per_minute: u32,
+    /// Failed SASL attempts on one stream before it is closed.
+    pub max_auth_failures: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domain: "localhost".into(),
+            c2s_addr: SocketAddr::from(([0, 0, 0, 0], 5222)),
+            data_dir: PathBuf::from("usher-data"),
+            allow_registration: true,
+            registration_invite_only: true,
+            log: "info".into(),
+            scram_iterations: 10_000,
+            min_password_length: 8,
+            reserved_usernames: [
+                "abuse",
+                "admin",
+                "administrator",
+                "hostmaster",
+                "postmaster",
+                "root",
+                "security",
+                "webmaster",
+            ]
+            .map(String::from)
+            .to_vec(),
+            tls: TlsConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_size: 256 * 1024,
+            max_depth: 32,
+            pre_auth_idle_timeout: Duration::from_secs(60),
+            max_connections: 50_000,
+            registrations_per_ip_per_minute: 10,
+            max_auth_failures: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(String),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("USHER_").split("__"));
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
+        config.validate()?;
+        config.domain = normalize_domain(&config.domain);
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let domain = normalize_domain(&self.domain);
+        if domain.is_empty()
+            || domain.len() > 253
+            || domain
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '@' | '/' | ':' | '<' | '>' | '\'' | '"'))
+        {
+            return Err(invalid(
+                "domain",
+                format!("'{}' is not a valid domain", self.domain),
+            ));
+        }
+        if self.scram_iterations < 4096 {
+            return Err(invalid(
+                "scram_iterations",
+                "must be at least 4096 (RFC 7677)",
+            ));
+        }
+        if self.min_password_length > 1024 {
+            return Err(invalid("min_password_length", "must be at most 1024"));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid(
+                "tls",
+                "set both `tls.cert` and `tls.key`, or neither",
+            ));
+        }
+        let l = &self.limits;
+        if l.max_stanza_size < 10_000 {
+            return Err(invalid(
+                "limits.max_stanza_size",
+                "must be at least 10000 bytes (RFC 6120 §13.12)",
+            ));
+        }
+        if !(4..=1000).contains(&l.max_depth) {
+            return Err(invalid("limits.max_depth", "must be between 4 and 1000"));
+        }
+        if l.pre_auth_idle_timeout.is_zero() {
+            return Err(invalid(
+                "limits.pre_auth_idle_timeout",
+                "must be more than zero",
+            ));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if l.max_auth_failures == 0 {
+            return Err(invalid("limits.max_auth_failures", "must be at least 1"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| invalid("log", format!("not a valid filter: {e}")))?;
+        Ok(())
+    }
+}
+
+/// One line per problem, naming the key in its config-file spelling and where the
+/// value came from (file or environment).
+fn describe_figment_error(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("config key `{key}`: {}{source}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.domain, "localhost");
+        assert!(c.registration_invite_only);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "usher.toml",
+                "domain = 'Example.org'\n[limits]\nmax_depth = 8\npre_auth_idle_timeout = '5s'\n",
+            )?;
+            jail.set_env("USHER_LIMITS__MAX_DEPTH", "9");
+            jail.set_env("USHER_ALLOW_REGISTRATION", "false");
+            let c = Config::load(Some(Path::new("usher.toml"))).unwrap();
+            assert_eq!(c.domain, "example.org");
+            assert_eq!(c.limits.max_depth, 9);
+            assert_eq!(c.limits.pre_auth_idle_timeout, Duration::from_secs(5));
+            assert!(!c.allow_registration);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("USHER_LIMITS__MAX_DEPTH", "deep");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("limits.max_depth"), "{e}");
+            jail.clear_env();
+            jail.set_env("USHER_SCRAM_ITERATIONS", "10");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("scram_iterations"), "{e}");
+            jail.clear_env();
+            jail.create_file("bad.toml", "domian = 'x'")?;
+            let e = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("domian"), "{e}");
+            Ok(())
+        });
+    }
+}

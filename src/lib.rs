@@ -1,0 +1,12 @@
+//! usher: invite-based XMPP account onboarding.
+//!
+//! See DESIGN.md for how the folders fit together: `xmpp` and `invites` are pure;
+//! `c2s` drives client connections; `accounts` stores users.
+
+pub mod accounts;
+pub mod blocking_pool;
+pub mod c2s;
+pub mod config;
+pub mod node;
+pub mod secrets;
+pub mod xmpp;

@@ -1,0 +1,127 @@
+//! Boots one node: storage, TLS, the client listener on per-core Arbiters, and
+//! a graceful shutdown on SIGTERM/SIGINT.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::accounts::embedded::EmbeddedStore;
+use crate::accounts::{AccountStore, StoreError};
+use crate::blocking_pool::CpuPool;
+use crate::c2s::rate_limit::RegistrationLimiter;
+use crate::c2s::tls::TlsError;
+use crate::c2s::{listener, C2sShared};
+use crate::config::Config;
+
+/// How long open streams get to close after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} (c2s_addr): {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("waiting for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the node until a shutdown signal. Must be called inside the actix
+/// System (its multi-thread tokio runtime).
+pub async fn run(config: Config) -> Result<(), NodeError> {
+    let config = Arc::new(config);
+    let data_dir = config.data_dir.clone();
+    let dir_error = |source| NodeError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&data_dir).map_err(dir_error)?;
+    let decoy_secret =
+        crate::secrets::load_or_create(&data_dir.join("decoy.secret"), 32).map_err(dir_error)?;
+    let tls = crate::c2s::tls::acceptor(&config)?;
+    let store: Arc<dyn AccountStore> =
+        Arc::new(EmbeddedStore::open(&data_dir.join("accounts.redb"))?);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+    let listener = TcpListener::bind(config.c2s_addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.c2s_addr,
+            source,
+        })?;
+    let shared = Arc::new(C2sShared {
+        config: config.clone(),
+        store: store.clone(),
+        cpu: CpuPool::new(cores),
+        tls,
+        registrations: RegistrationLimiter::new(config.limits.registrations_per_ip_per_minute),
+        decoy_secret,
+        connections: Arc::new(AtomicUsize::new(0)),
+    });
+    let arbiters: Vec<actix::Arbiter> = (0..cores).map(|_| actix::Arbiter::new()).collect();
+    let handles = arbiters.iter().map(|a| a.handle()).collect();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let accept = tokio::spawn(listener::accept_loop(
+        listener,
+        shared.clone(),
+        handles,
+        shutdown_rx,
+    ));
+    tracing::info!(
+        domain = %config.domain,
+        c2s = %config.c2s_addr,
+        data_dir = %config.data_dir.display(),
+        invite_only = config.registration_invite_only,
+        "usher is serving"
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: closing client streams");
+    let _ = shutdown_tx.send(true);
+    let _ = accept.await;
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while shared.connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = shared.connections.load(Ordering::SeqCst);
+    if left > 0 {
+        tracing::warn!(left, "streams still open at shutdown");
+    }
+    for arbiter in &arbiters {
+        arbiter.stop();
+    }
+    store.flush().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), NodeError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(NodeError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(NodeError::Signals)?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(NodeError::Signals)
+    }
+}
