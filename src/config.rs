@@ -218,6 +218,8 @@ fn describe_figment_error(e: figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -185,9 +185,14 @@ impl StreamReader {
                 Err(e) => return Err(malformed(e.to_string())),
             };
             let end = reader.buffer_position() as usize;
-            // Text running to the end of what we have may continue in the next read.
+            // Text running to the end of what we have may continue in the next read;
+            // outside a stanza only whitespace can, anything else fails right away.
             if matches!(event, Event::Text(_) | Event::GeneralRef(_)) && end == buf.len() {
-                return Ok(consumed);
+                let may_continue =
+                    !self.open.is_empty() || matches!(&event, Event::Text(t) if is_whitespace(t));
+                if may_continue {
+                    return Ok(consumed);
+                }
             }
             let len = end - consumed;
             consumed = end;

@@ -309,6 +309,84 @@ impl ScramExchange {
     }
 }
 
+/// The client side of SCRAM, used by the load harness and the tests.
+#[derive(Debug)]
+pub struct ScramClient {
+    alg: HashAlg,
+    password: String,
+    gs2_header: String,
+    first_bare: String,
+    client_nonce: String,
+    server_signature: Option<Vec<u8>>,
+}
+
+fn encode_saslname(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+impl ScramClient {
+    pub fn new(alg: HashAlg, username: &str, password: &str, client_nonce: &str) -> Self {
+        Self::with_gs2_header(alg, username, password, client_nonce, "n,,")
+    }
+
+    pub fn with_gs2_header(
+        alg: HashAlg,
+        username: &str,
+        password: &str,
+        client_nonce: &str,
+        gs2_header: &str,
+    ) -> Self {
+        ScramClient {
+            alg,
+            password: password.to_owned(),
+            gs2_header: gs2_header.to_owned(),
+            first_bare: format!("n={},r={}", encode_saslname(username), client_nonce),
+            client_nonce: client_nonce.to_owned(),
+            server_signature: None,
+        }
+    }
+
+    pub fn client_first(&self) -> String {
+        format!("{}{}", self.gs2_header, self.first_bare)
+    }
+
+    /// Answers the server-first-message (runs PBKDF2).
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<String, SaslError> {
+        let text = std::str::from_utf8(server_first).map_err(|_| SaslError::MalformedRequest)?;
+        let mut attrs = text.split(',');
+        let mut field = |prefix: &str| {
+            attrs
+                .next()
+                .and_then(|a| a.strip_prefix(prefix))
+                .ok_or(SaslError::MalformedRequest)
+        };
+        let nonce = field("r=")?;
+        let salt = B64.decode(field("s=")?).map_err(|_| SaslError::IncorrectEncoding)?;
+        let iterations: u32 = field("i=")?.parse().map_err(|_| SaslError::MalformedRequest)?;
+        if !nonce.starts_with(&self.client_nonce) || iterations == 0 {
+            return Err(SaslError::MalformedRequest);
+        }
+        let salted = self.alg.salted_password(&self.password, &salt, iterations);
+        let keys = ScramKeys::from_salted(self.alg, &salted, &salt, iterations);
+        let client_key = self.alg.hmac(&salted, b"Client Key");
+        let without_proof = format!("c={},r={}", B64.encode(&self.gs2_header), nonce);
+        let auth_message = format!("{},{},{}", self.first_bare, text, without_proof);
+        let signature = self.alg.hmac(&keys.stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        self.server_signature = Some(self.alg.hmac(&keys.server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", B64.encode(proof)))
+    }
+
+    /// Whether the server proved it knows the keys too.
+    pub fn verify_server_final(&self, server_final: &[u8]) -> bool {
+        let expected = self
+            .server_signature
+            .as_ref()
+            .map(|s| format!("v={}", B64.encode(s)));
+        expected.is_some_and(|e| e.as_bytes() == server_final)
+    }
+}
+
 /// Deterministic stand-in keys for a username that has no account: the salt is
 /// stable per username (from a server secret), and no proof can match.
 pub fn decoy_keys(alg: HashAlg, secret: &[u8], username: &str, iterations: u32) -> ScramKeys {
@@ -330,26 +408,11 @@ pub fn decoy_keys(alg: HashAlg, secret: &[u8], username: &str, iterations: u32) 
 mod tests {
     use super::*;
 
-    /// Client side of the exchange, for the tests only.
-    fn client_final(
-        alg: HashAlg,
-        password: &str,
-        first_bare: &str,
-        server_first: &str,
-        cbind: &str,
-    ) -> String {
-        let attrs: Vec<&str> = server_first.split(',').collect();
-        let nonce = attrs[0].strip_prefix("r=").unwrap();
-        let salt = B64.decode(attrs[1].strip_prefix("s=").unwrap()).unwrap();
-        let iterations: u32 = attrs[2].strip_prefix("i=").unwrap().parse().unwrap();
-        let salted = alg.salted_password(password, &salt, iterations);
-        let client_key = alg.hmac(&salted, b"Client Key");
-        let stored = alg.hash(&client_key);
-        let without = format!("c={},r={}", B64.encode(cbind), nonce);
-        let auth = format!("{first_bare},{server_first},{without}");
-        let sig = alg.hmac(&stored, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
-        format!("{without},p={}", B64.encode(proof))
+    fn client_final(alg: HashAlg, password: &str, first_bare: &str, server_first: &str, cbind: &str) -> String {
+        let user = first_bare.split(',').next().unwrap().trim_start_matches("n=");
+        let nonce = first_bare.split(',').nth(1).unwrap().trim_start_matches("r=");
+        let mut client = ScramClient::with_gs2_header(alg, user, password, nonce, cbind);
+        client.client_final(server_first.as_bytes()).unwrap()
     }
 
     #[test]

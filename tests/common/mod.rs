@@ -1,0 +1,251 @@
+//! Shared by every integration test: start the real `usher` binary on a free
+//! port with its own data dir, wait for it, and stop or kill it.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use usher::xmpp::{ns, Element};
+use usher_load::client::{error_condition, Auth, Mech};
+use usher_load::{Client, Trust};
+
+pub const DOMAIN: &str = "localhost";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestNode {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl TestNode {
+    /// A node with open registration (no invites) and no rate limit.
+    pub fn start() -> TestNode {
+        Self::start_with(&[])
+    }
+
+    /// A node with extra `USHER_*` settings (they override the test defaults).
+    pub fn start_with(env: &[(&str, &str)]) -> TestNode {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let mut node = TestNode {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir,
+            _tmp: Some(tmp),
+            env: vec![
+                ("USHER_REGISTRATION_INVITE_ONLY".into(), "false".into()),
+                ("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE".into(), "0".into()),
+                ("USHER_SCRAM_ITERATIONS".into(), "4096".into()),
+                ("USHER_LOG".into(), "usher=debug".into()),
+            ],
+        };
+        for (k, v) in env {
+            node.env.retain(|(key, _)| key != k);
+            node.env.push(((*k).into(), (*v).into()));
+        }
+        node.spawn();
+        node
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("USHER_DATA_DIR", &self.data_dir)
+            .env("USHER_C2S_ADDR", self.addr.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data_dir.with_file_name("usher.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start usher");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("usher exited with {status} at start:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("usher did not listen on {} in time:\n{}", self.addr, self.log());
+    }
+
+    /// Everything the node logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn trust(&self) -> Trust {
+        Trust::Pinned(usher::c2s::tls::generated_paths(&self.data_dir, DOMAIN).0)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        wait_timeout(&mut child, Duration::from_secs(15))
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        self.spawn();
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(self.addr, DOMAIN, &self.trust())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn connect_tls(&self) -> Client {
+        Client::connect_tls(self.addr, DOMAIN, &self.trust())
+            .await
+            .expect("connect with TLS")
+    }
+
+    /// Registers an account; panics unless the server says yes.
+    pub async fn register(&self, username: &str, password: &str) {
+        let mut c = self.connect_tls().await;
+        let reply = c.register(username, password).await.expect("register");
+        assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    }
+
+    pub async fn auth(&self, mech: Mech, username: &str, password: &str) -> Auth {
+        let mut c = self.connect_tls().await;
+        c.authenticate(mech, username, password).await.expect("authenticate")
+    }
+
+    /// Proves the node still serves clients: a full TLS round trip with a ping.
+    pub async fn assert_serving(&self) {
+        let mut c = self.connect_tls().await;
+        let reply = c.request(ping()).await.expect("ping");
+        assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("usher did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn ping() -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "get")
+        .with_child(Element::new("ping", ns::PING))
+}
+
+/// Asserts an IQ answer is an error with this type, condition and text.
+pub fn assert_iq_error(reply: &Element, kind: &str, condition: &str, text: Option<&str>) {
+    assert_eq!(reply.attr("type"), Some("error"), "{reply:?}");
+    let error = reply.get_child("error", ns::CLIENT).expect("error child");
+    assert_eq!(error.attr("type"), Some(kind), "{reply:?}");
+    assert_eq!(error_condition(reply).as_deref(), Some(condition), "{reply:?}");
+    if let Some(text) = text {
+        assert_eq!(usher_load::client::error_text(reply).as_deref(), Some(text));
+    }
+}
+
+/// The defined condition and text of a stream error element.
+pub fn stream_error(el: &Element) -> (String, Option<String>) {
+    assert!(el.is("error", ns::STREAM), "not a stream error: {el:?}");
+    let condition = el
+        .children()
+        .find(|c| c.ns() == ns::STREAMS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+        .expect("a condition");
+    let text = el.get_child("text", ns::STREAMS).map(Element::text);
+    (condition, text)
+}
+
+/// Reads until the server ends the stream; fails if it does not within the client timeout.
+pub async fn expect_closed(c: &mut Client) {
+    loop {
+        match c.next_event().await {
+            Ok(usher::xmpp::reader::StreamEvent::Close) | Err(usher_load::ClientError::Closed) => {
+                return
+            }
+            Ok(_) => {}
+            Err(e) => panic!("stream did not close: {e}"),
+        }
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", usher::secrets::random_id(6).to_lowercase().replace(['-', '_'], "x"))
+}
+
+pub fn data_path(node: &TestNode, name: &str) -> PathBuf {
+    Path::new(&node.data_dir).join(name)
+}
