@@ -66,6 +66,10 @@ fn init_logging(filter: &str) {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    // Each client is a socket: lift the soft descriptor limit to the hard one.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

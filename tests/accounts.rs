@@ -25,9 +25,10 @@ async fn register_then_log_in_with_every_mechanism_and_bind() {
     drop(c);
     for mech in Mech::ALL {
         // Usernames are case-mapped: "ALICE" and "alice" are the same account.
-        let (mut c, jid) = usher_load::Client::login(node.addr, DOMAIN, &node.trust(), mech, "ALICE", PASSWORD)
-            .await
-            .unwrap_or_else(|e| panic!("{mech:?}: {e}"));
+        let (mut c, jid) =
+            usher_load::Client::login(node.addr, DOMAIN, &node.trust(), mech, "ALICE", PASSWORD)
+                .await
+                .unwrap_or_else(|e| panic!("{mech:?}: {e}"));
         assert!(jid.starts_with("alice@localhost/"), "{jid}");
         assert!(!c.features.has_child("register", ns::REGISTER_FEATURE));
         assert!(!c.features.has_child("mechanisms", ns::SASL));
@@ -37,8 +38,16 @@ async fn register_then_log_in_with_every_mechanism_and_bind() {
     }
     // A requested resource is honoured.
     let mut c = node.connect_tls().await;
-    assert_eq!(c.authenticate(Mech::ScramSha256, "alice", PASSWORD).await.unwrap(), Auth::Success);
-    assert_eq!(c.bind(Some("laptop")).await.unwrap(), "alice@localhost/laptop");
+    assert_eq!(
+        c.authenticate(Mech::ScramSha256, "alice", PASSWORD)
+            .await
+            .unwrap(),
+        Auth::Success
+    );
+    assert_eq!(
+        c.bind(Some("laptop")).await.unwrap(),
+        "alice@localhost/laptop"
+    );
 }
 
 #[tokio::test]
@@ -63,8 +72,12 @@ async fn wrong_password_and_unknown_user_fail_alike() {
         .unwrap();
         let challenge = c.next_stanza().await.unwrap();
         assert!(challenge.is("challenge", ns::SASL), "{challenge:?}");
-        let text = String::from_utf8(usher::xmpp::sasl::decode_payload(&challenge.text()).unwrap()).unwrap();
-        assert!(text.starts_with("r=abcdefghijkl") && text.contains(",i=4096"), "{text}");
+        let text = String::from_utf8(usher::xmpp::sasl::decode_payload(&challenge.text()).unwrap())
+            .unwrap();
+        assert!(
+            text.starts_with("r=abcdefghijkl") && text.contains(",i=4096"),
+            "{text}"
+        );
         salts.push(text.split(',').nth(1).unwrap().to_owned());
     }
     assert_eq!(salts[0], salts[1]);
@@ -74,8 +87,14 @@ async fn wrong_password_and_unknown_user_fail_alike() {
 async fn too_many_failures_close_the_stream() {
     let node = TestNode::start_with(&[("USHER_LIMITS__MAX_AUTH_FAILURES", "2")]);
     let mut c = node.connect_tls().await;
-    assert!(matches!(c.authenticate(Mech::Plain, "x", "yyyyyyyy").await.unwrap(), Auth::Failure(_)));
-    assert!(matches!(c.authenticate(Mech::Plain, "x", "yyyyyyyy").await.unwrap(), Auth::Failure(_)));
+    assert!(matches!(
+        c.authenticate(Mech::Plain, "x", "yyyyyyyy").await.unwrap(),
+        Auth::Failure(_)
+    ));
+    assert!(matches!(
+        c.authenticate(Mech::Plain, "x", "yyyyyyyy").await.unwrap(),
+        Auth::Failure(_)
+    ));
     let el = c.next_element().await.unwrap();
     assert_eq!(stream_error(&el).0, "policy-violation");
 }
@@ -87,12 +106,27 @@ async fn invalid_reserved_and_taken_usernames_are_refused() {
     let mut c = node.connect_tls().await;
     for bad in ["", "with space", "a@b", "x/y", "admin", "\u{2163}"] {
         let reply = c.register(bad, PASSWORD).await.unwrap();
-        assert_iq_error(&reply, "modify", "not-acceptable", Some("The requested username is invalid."));
+        assert_iq_error(
+            &reply,
+            "modify",
+            "not-acceptable",
+            Some("The requested username is invalid."),
+        );
     }
     let reply = c.register("CAROL", PASSWORD).await.unwrap();
-    assert_iq_error(&reply, "cancel", "conflict", Some("The requested username already exists."));
+    assert_iq_error(
+        &reply,
+        "cancel",
+        "conflict",
+        Some("The requested username already exists."),
+    );
     let reply = c.register("dave", "").await.unwrap();
-    assert_iq_error(&reply, "modify", "not-acceptable", Some("A password is required."));
+    assert_iq_error(
+        &reply,
+        "modify",
+        "not-acceptable",
+        Some("A password is required."),
+    );
     let reply = c.register("dave", "short").await.unwrap();
     assert_iq_error(
         &reply,
@@ -104,7 +138,10 @@ async fn invalid_reserved_and_taken_usernames_are_refused() {
     let reply = c.register("dave", PASSWORD).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"));
     // The refused attempt did not change carol's password.
-    assert_eq!(node.auth(Mech::ScramSha1, "carol", PASSWORD).await, Auth::Success);
+    assert_eq!(
+        node.auth(Mech::ScramSha1, "carol", PASSWORD).await,
+        Auth::Success
+    );
 }
 
 #[tokio::test]
@@ -117,10 +154,17 @@ async fn registration_form_and_form_submission() {
     let reply = c.request(get).await.unwrap();
     let query = reply.get_child("query", ns::REGISTER).expect("query");
     assert!(query.has_child("username", ns::REGISTER) && query.has_child("password", ns::REGISTER));
-    let form = usher::xmpp::dataform::DataForm::parse(query.get_child("x", ns::DATA_FORMS).expect("form")).unwrap();
+    let form =
+        usher::xmpp::dataform::DataForm::parse(query.get_child("x", ns::DATA_FORMS).expect("form"))
+            .unwrap();
     assert_eq!(form.kind, "form");
     assert_eq!(form.form_type(), Some("jabber:iq:register"));
-    let required: Vec<&str> = form.fields.iter().filter(|f| f.required).map(|f| f.var.as_str()).collect();
+    let required: Vec<&str> = form
+        .fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.var.as_str())
+        .collect();
     assert_eq!(required, ["username", "password"]);
 
     let submit = usher::xmpp::dataform::DataForm::new("submit")
@@ -132,7 +176,10 @@ async fn registration_form_and_form_submission() {
         .with_child(Element::new("query", ns::REGISTER).with_child(submit.to_element()));
     let reply = c.request(set).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
-    assert_eq!(node.auth(Mech::ScramSha256, "erin", PASSWORD).await, Auth::Success);
+    assert_eq!(
+        node.auth(Mech::ScramSha256, "erin", PASSWORD).await,
+        Auth::Success
+    );
 }
 
 #[tokio::test]
@@ -172,28 +219,46 @@ async fn registrations_per_address_are_rate_limited() {
     let reply = c.register("r3", PASSWORD).await.unwrap();
     assert_iq_error(&reply, "wait", "resource-constraint", None);
     // The stream stays open.
-    assert_eq!(c.request(ping()).await.unwrap().attr("type"), Some("result"));
+    assert_eq!(
+        c.request(ping()).await.unwrap().attr("type"),
+        Some("result")
+    );
 }
 
 #[tokio::test]
 async fn password_change_and_account_removal() {
     let node = TestNode::start();
     node.register("hank", PASSWORD).await;
-    let (mut c, _) = usher_load::Client::login(node.addr, DOMAIN, &node.trust(), Mech::ScramSha1, "hank", PASSWORD)
-        .await
-        .unwrap();
+    let (mut c, _) = usher_load::Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::ScramSha1,
+        "hank",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
     // Someone else's name is refused.
     let reply = c.register("notme", "brand new password").await.unwrap();
     assert_iq_error(&reply, "modify", "bad-request", None);
     let reply = c.register("hank", "brand new password").await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
     for mech in Mech::ALL {
-        assert_eq!(node.auth(mech, "hank", PASSWORD).await, Auth::Failure("not-authorized".into()));
-        assert_eq!(node.auth(mech, "hank", "brand new password").await, Auth::Success);
+        assert_eq!(
+            node.auth(mech, "hank", PASSWORD).await,
+            Auth::Failure("not-authorized".into())
+        );
+        assert_eq!(
+            node.auth(mech, "hank", "brand new password").await,
+            Auth::Success
+        );
     }
     let remove = Element::new("iq", ns::CLIENT)
         .with_attr("type", "set")
-        .with_child(Element::new("query", ns::REGISTER).with_child(Element::new("remove", ns::REGISTER)));
+        .with_child(
+            Element::new("query", ns::REGISTER).with_child(Element::new("remove", ns::REGISTER)),
+        );
     let reply = c.request(remove).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"));
     let el = c.next_element().await.unwrap();
@@ -217,26 +282,43 @@ async fn accounts_survive_a_graceful_restart_and_a_kill() {
     let el = open.next_element().await.unwrap();
     assert_eq!(stream_error(&el).0, "system-shutdown");
     node.restart();
-    assert_eq!(node.auth(Mech::ScramSha256, "ivan", PASSWORD).await, Auth::Success);
+    assert_eq!(
+        node.auth(Mech::ScramSha256, "ivan", PASSWORD).await,
+        Auth::Success
+    );
 
     node.register("judy", PASSWORD).await;
     node.kill9();
     node.restart();
-    assert_eq!(node.auth(Mech::ScramSha1, "judy", PASSWORD).await, Auth::Success);
-    assert_eq!(node.auth(Mech::Plain, "ivan", PASSWORD).await, Auth::Success);
+    assert_eq!(
+        node.auth(Mech::ScramSha1, "judy", PASSWORD).await,
+        Auth::Success
+    );
+    assert_eq!(
+        node.auth(Mech::Plain, "ivan", PASSWORD).await,
+        Auth::Success
+    );
 }
 
 #[tokio::test]
 async fn secrets_stay_out_of_the_log() {
     let node = TestNode::start();
     node.register("kate", PASSWORD).await;
-    assert_eq!(node.auth(Mech::Plain, "kate", PASSWORD).await, Auth::Success);
+    assert_eq!(
+        node.auth(Mech::Plain, "kate", PASSWORD).await,
+        Auth::Success
+    );
     let log = node.log();
     assert!(log.contains("account registered"), "{log}");
     assert!(!log.contains(PASSWORD), "password in the log");
-    let key = std::fs::metadata(usher::c2s::tls::generated_paths(&node.data_dir, DOMAIN).1).unwrap();
+    let key =
+        std::fs::metadata(usher::c2s::tls::generated_paths(&node.data_dir, DOMAIN).1).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(key.permissions().mode() & 0o077, 0, "private key readable by others");
+    assert_eq!(
+        key.permissions().mode() & 0o077,
+        0,
+        "private key readable by others"
+    );
 }
 
 #[test]

@@ -9,8 +9,16 @@ use common::*;
 use usher::xmpp::{ns, Element};
 
 /// Sends `bytes` on a fresh stream (TLS or not) and returns the stream error.
-async fn stream_error_after(node: &TestNode, tls: bool, bytes: &[u8]) -> (String, Option<String>, Element) {
-    let mut c = if tls { node.connect_tls().await } else { node.connect().await };
+async fn stream_error_after(
+    node: &TestNode,
+    tls: bool,
+    bytes: &[u8],
+) -> (String, Option<String>, Element) {
+    let mut c = if tls {
+        node.connect_tls().await
+    } else {
+        node.connect().await
+    };
     c.send_raw(bytes).await.expect("send");
     let el = c.next_element().await.expect("an answer");
     let (condition, text) = stream_error(&el);
@@ -22,9 +30,19 @@ async fn stream_error_after(node: &TestNode, tls: bool, bytes: &[u8]) -> (String
 async fn malformed_xml_is_not_well_formed() {
     let node = TestNode::start();
     let bystander = node.connect_tls().await;
-    for bad in [&b"<iq type='get'></message>"[..], b"<a b='1' b='2'/>", b"<p:x/>", b"hello"] {
+    for bad in [
+        &b"<iq type='get'></message>"[..],
+        b"<a b='1' b='2'/>",
+        b"<p:x/>",
+        b"hello",
+    ] {
         let (condition, _, _) = stream_error_after(&node, true, bad).await;
-        assert_eq!(condition, "not-well-formed", "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            condition,
+            "not-well-formed",
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
     let (condition, _, _) = stream_error_after(&node, false, b"<iq>\x00</iq>").await;
     assert_eq!(condition, "not-well-formed");
@@ -47,12 +65,24 @@ async fn doctype_entities_and_processing_instructions_are_restricted() {
         .expect("closed in time")
         .unwrap();
     let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("<restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{out}");
+    assert!(
+        out.contains("<restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
     assert!(out.ends_with("</stream:stream>"), "{out}");
 
-    for bad in [&b"<!-- c -->"[..], b"<?php echo 1 ?>", b"<message><body>&xxe;</body></message>"] {
+    for bad in [
+        &b"<!-- c -->"[..],
+        b"<?php echo 1 ?>",
+        b"<message><body>&xxe;</body></message>",
+    ] {
         let (condition, _, _) = stream_error_after(&node, true, bad).await;
-        assert_eq!(condition, "restricted-xml", "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            condition,
+            "restricted-xml",
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
     node.assert_serving().await;
 }
@@ -61,7 +91,10 @@ async fn doctype_entities_and_processing_instructions_are_restricted() {
 async fn a_one_mebibyte_stanza_is_a_policy_violation() {
     let node = TestNode::start();
     let mut bystander = node.connect_tls().await;
-    let big = format!("<message to='a@localhost'><body>{}</body></message>", "x".repeat(1 << 20));
+    let big = format!(
+        "<message to='a@localhost'><body>{}</body></message>",
+        "x".repeat(1 << 20)
+    );
     let (condition, text, el) = stream_error_after(&node, true, big.as_bytes()).await;
     assert_eq!(condition, "policy-violation");
     assert_eq!(text.as_deref(), Some("XML stanza is too big"));
@@ -86,7 +119,12 @@ async fn registration_before_tls_is_refused_and_the_stream_stays() {
     assert!(c.features.has_child("starttls", ns::TLS));
     assert!(!c.features.has_child("mechanisms", ns::SASL));
     let reply = c.register("early", PASSWORD).await.unwrap();
-    assert_iq_error(&reply, "modify", "policy-violation", Some("Encryption is required"));
+    assert_iq_error(
+        &reply,
+        "modify",
+        "policy-violation",
+        Some("Encryption is required"),
+    );
     // SASL before TLS: encryption-required, stream still usable.
     c.send_raw(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
         .await
@@ -97,14 +135,22 @@ async fn registration_before_tls_is_refused_and_the_stream_stays() {
     let reply = c.register("early", PASSWORD).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"));
     // Nothing was created by the refused attempt before TLS: the later one did it.
-    assert_eq!(node.auth(usher_load::client::Mech::Plain, "early", PASSWORD).await, usher_load::client::Auth::Success);
+    assert_eq!(
+        node.auth(usher_load::client::Mech::Plain, "early", PASSWORD)
+            .await,
+        usher_load::client::Auth::Success
+    );
 }
 
 #[tokio::test]
 async fn other_stanzas_before_tls_end_the_stream() {
     let node = TestNode::start();
-    let (condition, text, _) =
-        stream_error_after(&node, false, b"<message to='a@localhost'><body>hi</body></message>").await;
+    let (condition, text, _) = stream_error_after(
+        &node,
+        false,
+        b"<message to='a@localhost'><body>hi</body></message>",
+    )
+    .await;
     assert_eq!(condition, "policy-violation");
     assert_eq!(text.as_deref(), Some("Encryption is required"));
 }
@@ -149,7 +195,9 @@ async fn stream_header_checks() {
 async fn unknown_elements_and_namespaces_do_not_kill_the_stream() {
     let node = TestNode::start();
     let mut c = node.connect_tls().await;
-    c.send_raw(b"<enable xmlns='urn:xmpp:sm:3'/><foo xmlns='jabber:client'/>").await.unwrap();
+    c.send_raw(b"<enable xmlns='urn:xmpp:sm:3'/><foo xmlns='jabber:client'/>")
+        .await
+        .unwrap();
     let unknown = Element::new("iq", ns::CLIENT)
         .with_attr("type", "get")
         .with_child(Element::new("query", "jabber:iq:version"));
@@ -169,8 +217,12 @@ async fn unknown_elements_and_namespaces_do_not_kill_the_stream() {
         .with_attr("to", "localhost")
         .with_child(Element::new("query", ns::DISCO_INFO));
     let reply = c.request(disco).await.unwrap();
-    let query = reply.get_child("query", ns::DISCO_INFO).expect("disco info");
-    assert!(query.children().any(|f| f.attr("var") == Some(ns::REGISTER)));
+    let query = reply
+        .get_child("query", ns::DISCO_INFO)
+        .expect("disco info");
+    assert!(query
+        .children()
+        .any(|f| f.attr("var") == Some(ns::REGISTER)));
 }
 
 #[tokio::test]
@@ -193,7 +245,10 @@ async fn connections_over_the_limit_are_refused() {
     // The slot frees up once a client leaves.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if usher_load::Client::connect(node.addr, DOMAIN, &node.trust()).await.is_ok() {
+        if usher_load::Client::connect(node.addr, DOMAIN, &node.trust())
+            .await
+            .is_ok()
+        {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "slot never freed");
@@ -220,5 +275,9 @@ async fn pipelined_plaintext_after_starttls_is_discarded() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut c = node.connect_tls().await;
     let reply = c.register("injected", PASSWORD).await.unwrap();
-    assert_eq!(reply.attr("type"), Some("result"), "the pipelined registration ran: {reply:?}");
+    assert_eq!(
+        reply.attr("type"),
+        Some("result"),
+        "the pipelined registration ran: {reply:?}"
+    );
 }

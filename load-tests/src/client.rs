@@ -61,7 +61,9 @@ impl Trust {
             Trust::Pinned(path) => {
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in load_certs(path)? {
-                    roots.add(cert).map_err(|e| ClientError::Tls(e.to_string()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| ClientError::Tls(e.to_string()))?;
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
@@ -245,11 +247,17 @@ impl Client {
         self.send_raw(header.as_bytes()).await?;
         match self.next_event().await? {
             StreamEvent::Open(_) => {}
-            other => return Err(ClientError::Unexpected(format!("{other:?} instead of a header"))),
+            other => {
+                return Err(ClientError::Unexpected(format!(
+                    "{other:?} instead of a header"
+                )))
+            }
         }
         let features = self.next_stanza().await?;
         if !features.is("features", ns::STREAM) {
-            return Err(ClientError::Unexpected(format!("{features:?} instead of features")));
+            return Err(ClientError::Unexpected(format!(
+                "{features:?} instead of features"
+            )));
         }
         self.features = features;
         Ok(())
@@ -260,7 +268,9 @@ impl Client {
             .await?;
         let reply = self.next_stanza().await?;
         if !reply.is("proceed", ns::TLS) {
-            return Err(ClientError::Unexpected(format!("{reply:?} instead of proceed")));
+            return Err(ClientError::Unexpected(format!(
+                "{reply:?} instead of proceed"
+            )));
         }
         let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Gone) else {
             return Err(ClientError::Unexpected("TLS is already on".into()));
@@ -301,20 +311,31 @@ impl Client {
 
     /// XEP-0077 registration with the legacy fields; returns the answer.
     pub async fn register(&mut self, username: &str, password: &str) -> Result<Element> {
-        let iq = Element::new("iq", ns::CLIENT).with_attr("type", "set").with_child(
-            Element::new("query", ns::REGISTER)
-                .with_child(Element::new("username", ns::REGISTER).with_text(username))
-                .with_child(Element::new("password", ns::REGISTER).with_text(password)),
-        );
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_child(
+                Element::new("query", ns::REGISTER)
+                    .with_child(Element::new("username", ns::REGISTER).with_text(username))
+                    .with_child(Element::new("password", ns::REGISTER).with_text(password)),
+            );
         self.request(iq).await
     }
 
-    pub async fn authenticate(&mut self, mech: Mech, username: &str, password: &str) -> Result<Auth> {
+    pub async fn authenticate(
+        &mut self,
+        mech: Mech,
+        username: &str,
+        password: &str,
+    ) -> Result<Auth> {
         match mech {
             Mech::Plain => {
                 let payload = B64.encode(format!("\0{username}\0{password}"));
                 self.send_raw(
-                    format!("<auth xmlns='{}' mechanism='PLAIN'>{payload}</auth>", ns::SASL).as_bytes(),
+                    format!(
+                        "<auth xmlns='{}' mechanism='PLAIN'>{payload}</auth>",
+                        ns::SASL
+                    )
+                    .as_bytes(),
                 )
                 .await?;
                 self.sasl_outcome(None).await
@@ -329,8 +350,12 @@ impl Client {
                 let mut scram = ScramClient::new(alg, username, password, &nonce);
                 let first = B64.encode(scram.client_first());
                 self.send_raw(
-                    format!("<auth xmlns='{}' mechanism='{}'>{first}</auth>", ns::SASL, mech.name())
-                        .as_bytes(),
+                    format!(
+                        "<auth xmlns='{}' mechanism='{}'>{first}</auth>",
+                        ns::SASL,
+                        mech.name()
+                    )
+                    .as_bytes(),
                 )
                 .await?;
                 let reply = self.next_stanza().await?;
@@ -342,7 +367,12 @@ impl Client {
                     .client_final(&server_first)
                     .map_err(|e| ClientError::Unexpected(format!("server-first: {e}")))?;
                 self.send_raw(
-                    format!("<response xmlns='{}'>{}</response>", ns::SASL, B64.encode(last)).as_bytes(),
+                    format!(
+                        "<response xmlns='{}'>{}</response>",
+                        ns::SASL,
+                        B64.encode(last)
+                    )
+                    .as_bytes(),
                 )
                 .await?;
                 self.sasl_outcome(Some(&scram)).await
@@ -357,7 +387,9 @@ impl Client {
         }
         if let Some(scram) = scram {
             if !scram.verify_server_final(&decode(&reply.text())?) {
-                return Err(ClientError::Unexpected("the server signature is wrong".into()));
+                return Err(ClientError::Unexpected(
+                    "the server signature is wrong".into(),
+                ));
             }
         }
         self.open_stream().await?;
@@ -433,7 +465,10 @@ pub fn error_condition(reply: &Element) -> Option<String> {
     }
     reply
         .get_child("error", ns::CLIENT)
-        .and_then(|e| e.children().find(|c| c.ns() == ns::STANZAS && c.name() != "text"))
+        .and_then(|e| {
+            e.children()
+                .find(|c| c.ns() == ns::STANZAS && c.name() != "text")
+        })
         .map(|c| c.name().to_owned())
 }
 

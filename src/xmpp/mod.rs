@@ -4,6 +4,7 @@
 pub mod dataform;
 pub mod element;
 pub mod errors;
+pub mod fuzzing;
 pub mod jid;
 pub mod ns;
 pub mod reader;

@@ -46,7 +46,10 @@ impl TestNode {
             _tmp: Some(tmp),
             env: vec![
                 ("USHER_REGISTRATION_INVITE_ONLY".into(), "false".into()),
-                ("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE".into(), "0".into()),
+                (
+                    "USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE".into(),
+                    "0".into(),
+                ),
                 ("USHER_SCRAM_ITERATIONS".into(), "4096".into()),
                 ("USHER_LOG".into(), "usher=debug".into()),
             ],
@@ -96,12 +99,20 @@ impl TestNode {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("usher exited with {status} at start:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("usher did not listen on {} in time:\n{}", self.addr, self.log());
+        panic!(
+            "usher did not listen on {} in time:\n{}",
+            self.addr,
+            self.log()
+        );
     }
 
     /// Everything the node logged so far.
@@ -157,7 +168,9 @@ impl TestNode {
 
     pub async fn auth(&self, mech: Mech, username: &str, password: &str) -> Auth {
         let mut c = self.connect_tls().await;
-        c.authenticate(mech, username, password).await.expect("authenticate")
+        c.authenticate(mech, username, password)
+            .await
+            .expect("authenticate")
     }
 
     /// Proves the node still serves clients: a full TLS round trip with a ping.
@@ -211,7 +224,11 @@ pub fn assert_iq_error(reply: &Element, kind: &str, condition: &str, text: Optio
     assert_eq!(reply.attr("type"), Some("error"), "{reply:?}");
     let error = reply.get_child("error", ns::CLIENT).expect("error child");
     assert_eq!(error.attr("type"), Some(kind), "{reply:?}");
-    assert_eq!(error_condition(reply).as_deref(), Some(condition), "{reply:?}");
+    assert_eq!(
+        error_condition(reply).as_deref(),
+        Some(condition),
+        "{reply:?}"
+    );
     if let Some(text) = text {
         assert_eq!(usher_load::client::error_text(reply).as_deref(), Some(text));
     }
@@ -243,7 +260,12 @@ pub async fn expect_closed(c: &mut Client) {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", usher::secrets::random_id(6).to_lowercase().replace(['-', '_'], "x"))
+    format!(
+        "{prefix}{}",
+        usher::secrets::random_id(6)
+            .to_lowercase()
+            .replace(['-', '_'], "x")
+    )
 }
 
 pub fn data_path(node: &TestNode, name: &str) -> PathBuf {

@@ -361,8 +361,12 @@ impl ScramClient {
                 .ok_or(SaslError::MalformedRequest)
         };
         let nonce = field("r=")?;
-        let salt = B64.decode(field("s=")?).map_err(|_| SaslError::IncorrectEncoding)?;
-        let iterations: u32 = field("i=")?.parse().map_err(|_| SaslError::MalformedRequest)?;
+        let salt = B64
+            .decode(field("s=")?)
+            .map_err(|_| SaslError::IncorrectEncoding)?;
+        let iterations: u32 = field("i=")?
+            .parse()
+            .map_err(|_| SaslError::MalformedRequest)?;
         if !nonce.starts_with(&self.client_nonce) || iterations == 0 {
             return Err(SaslError::MalformedRequest);
         }
@@ -372,7 +376,11 @@ impl ScramClient {
         let without_proof = format!("c={},r={}", B64.encode(&self.gs2_header), nonce);
         let auth_message = format!("{},{},{}", self.first_bare, text, without_proof);
         let signature = self.alg.hmac(&keys.stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         self.server_signature = Some(self.alg.hmac(&keys.server_key, auth_message.as_bytes()));
         Ok(format!("{without_proof},p={}", B64.encode(proof)))
     }
@@ -408,9 +416,23 @@ pub fn decoy_keys(alg: HashAlg, secret: &[u8], username: &str, iterations: u32) 
 mod tests {
     use super::*;
 
-    fn client_final(alg: HashAlg, password: &str, first_bare: &str, server_first: &str, cbind: &str) -> String {
-        let user = first_bare.split(',').next().unwrap().trim_start_matches("n=");
-        let nonce = first_bare.split(',').nth(1).unwrap().trim_start_matches("r=");
+    fn client_final(
+        alg: HashAlg,
+        password: &str,
+        first_bare: &str,
+        server_first: &str,
+        cbind: &str,
+    ) -> String {
+        let user = first_bare
+            .split(',')
+            .next()
+            .unwrap()
+            .trim_start_matches("n=");
+        let nonce = first_bare
+            .split(',')
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("r=");
         let mut client = ScramClient::with_gs2_header(alg, user, password, nonce, cbind);
         client.client_final(server_first.as_bytes()).unwrap()
     }

@@ -1,0 +1,82 @@
+"""Shared fixtures for the real-client tests: a fresh usher node per test."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DOMAIN = "localhost"
+
+
+def usher_binary() -> str:
+    explicit = os.environ.get("USHER_BIN")
+    if explicit:
+        return explicit
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return str(pathlib.Path(target) / "debug" / "usher")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, env_overrides):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.data_dir = pathlib.Path(self.tmp.name) / "data"
+        self.port = free_port()
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "USHER_DATA_DIR": str(self.data_dir),
+            "USHER_C2S_ADDR": f"127.0.0.1:{self.port}",
+            "USHER_REGISTRATION_INVITE_ONLY": "false",
+            "USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE": "0",
+            "USHER_LOG": "usher=debug",
+        }
+        self.env.update(env_overrides)
+        self.log_path = pathlib.Path(self.tmp.name) / "usher.log"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [usher_binary(), "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"usher exited at start:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"usher did not listen in time:\n{self.log()}")
+
+    @property
+    def cert(self) -> pathlib.Path:
+        return self.data_dir / "tls" / f"{DOMAIN}.crt"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+        self.tmp.cleanup()
+
+
+@pytest.fixture
+def node():
+    n = Node({})
+    yield n
+    n.stop()
