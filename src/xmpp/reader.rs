@@ -64,6 +64,9 @@ pub enum ReadError {
     TooDeep(usize),
 }
 
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn malformed(msg: impl Into<String>) -> ReadError {
     ReadError::NotWellFormed(msg.into())
 }
@@ -97,6 +100,8 @@ pub struct StreamReader {
     open: Vec<OpenElement>,
     /// Input bytes consumed by the stanza being built.
     stanza_bytes: usize,
+    /// Nothing but (part of) a byte order mark seen yet.
+    at_stream_start: bool,
 }
 
 impl StreamReader {
@@ -108,6 +113,7 @@ impl StreamReader {
             scopes: Vec::new(),
             open: Vec::new(),
             stanza_bytes: 0,
+            at_stream_start: true,
         }
     }
 
@@ -133,13 +139,17 @@ impl StreamReader {
         if self.is_closed() {
             return Ok(events);
         }
-        if let Some(&b) = data
-            .iter()
-            .find(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-        {
-            return Err(malformed(format!("control character 0x{b:02x}")));
-        }
         self.buf.extend_from_slice(data);
+        if self.at_stream_start {
+            // A byte order mark may open a stream: drop it before parsing.
+            if BOM.starts_with(&self.buf) {
+                return Ok(events);
+            }
+            if self.buf.starts_with(BOM) {
+                self.buf.drain(..BOM.len());
+            }
+            self.at_stream_start = false;
+        }
         let buf = std::mem::take(&mut self.buf);
         let consumed = self.parse(&buf, &mut events);
         let consumed = match consumed {
@@ -151,6 +161,11 @@ impl StreamReader {
         };
         self.buf = buf[consumed..].to_vec();
         if !self.is_closed() {
+            // Bytes of a token still incomplete are judged now, not when it ends.
+            if let Err(e) = check_characters(&self.buf) {
+                self.phase = Phase::Closed;
+                return Err(e);
+            }
             let pending = self.stanza_bytes + self.buf.len();
             if pending > self.limits.max_stanza_size {
                 self.phase = Phase::Closed;
@@ -162,13 +177,25 @@ impl StreamReader {
 
     /// Parses as many whole tokens as `buf` holds; returns how many bytes they took.
     fn parse(&mut self, buf: &[u8], events: &mut Vec<StreamEvent>) -> Result<usize, ReadError> {
-        let mut reader = Reader::from_reader(buf);
+        // quick-xml drops a byte order mark at the start of any input it is
+        // given and counts positions from after it. Inside a stanza that is a
+        // real character (U+FEFF), so take it as text here and start after it.
+        let mut base = 0;
+        while buf[base..].starts_with(BOM) {
+            let Some(top) = self.open.last_mut() else {
+                break;
+            };
+            top.element.push_text('\u{FEFF}'.to_string());
+            self.stanza_bytes += BOM.len();
+            base += BOM.len();
+        }
+        let mut reader = Reader::from_reader(&buf[base..]);
         let config = reader.config_mut();
         config.check_end_names = false;
         config.allow_unmatched_ends = true;
         config.expand_empty_elements = false;
         config.trim_text(false);
-        let mut consumed = 0usize;
+        let mut consumed = base;
         loop {
             if self.is_closed() {
                 return Ok(consumed);
@@ -178,13 +205,16 @@ impl StreamReader {
                 return Ok(consumed);
             }
             check_restricted_markup(rest, &self.phase)?;
+            if self.open.is_empty() {
+                self.check_between_stanzas(rest)?;
+            }
             let event = match reader.read_event() {
                 Ok(Event::Eof) => return Ok(consumed),
                 Ok(ev) => ev,
                 Err(e) if is_incomplete(&e, rest) => return Ok(consumed),
                 Err(e) => return Err(malformed(e.to_string())),
             };
-            let end = reader.buffer_position() as usize;
+            let end = base + reader.buffer_position() as usize;
             // Text running to the end of what we have may continue in the next read;
             // outside a stanza only whitespace can, anything else fails right away.
             if matches!(event, Event::Text(_) | Event::GeneralRef(_)) && end == buf.len() {
@@ -194,6 +224,7 @@ impl StreamReader {
                     return Ok(consumed);
                 }
             }
+            check_characters(&buf[consumed..end])?;
             let len = end - consumed;
             consumed = end;
             self.handle(event, len, events)?;
@@ -343,6 +374,21 @@ impl StreamReader {
         Ok(())
     }
 
+    /// Between stanzas (and before the header) only whitespace and markup may
+    /// come, so anything else fails at once, however the input was split.
+    fn check_between_stanzas(&self, rest: &[u8]) -> Result<(), ReadError> {
+        match rest
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            None | Some(b'<') => Ok(()),
+            Some(_) => Err(malformed(match self.phase {
+                Phase::Prolog { .. } => "content before the stream header",
+                _ => "text between stanzas",
+            })),
+        }
+    }
+
     /// Attaches a finished element to its parent, or emits it as a stanza.
     fn complete(&mut self, element: Element, events: &mut Vec<StreamEvent>) {
         match self.open.last_mut() {
@@ -407,6 +453,17 @@ impl StreamReader {
     }
 }
 
+/// XML 1.0 allows no C0 controls but tab, newline and carriage return.
+fn check_characters(bytes: &[u8]) -> Result<(), ReadError> {
+    match bytes
+        .iter()
+        .find(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        Some(b) => Err(malformed(format!("control character 0x{b:02x}"))),
+        None => Ok(()),
+    }
+}
+
 fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
 }
@@ -453,10 +510,9 @@ fn is_incomplete(err: &XmlError, rest: &[u8]) -> bool {
         XmlError::Encoding(_) => {
             matches!(std::str::from_utf8(rest), Err(e) if e.error_len().is_none())
         }
-        XmlError::IllFormed(IllFormedError::UnclosedReference) => {
-            let amp = rest.iter().rposition(|&b| b == b'&').unwrap_or(0);
-            !rest[amp..].contains(&b'<')
-        }
+        // The failing reference is in the text token `rest` starts with, which
+        // ends at the next `<`: without one, the `;` may still come.
+        XmlError::IllFormed(IllFormedError::UnclosedReference) => !rest.contains(&b'<'),
         _ => false,
     }
 }
@@ -651,6 +707,24 @@ mod tests {
             let ev = r.feed(b"<presence><status>0123456789abcdef</status></presence>");
             assert_eq!(ev.unwrap().len(), 1);
         }
+    }
+
+    #[test]
+    fn byte_order_marks() {
+        // One may open the stream, even split; inside text U+FEFF is kept.
+        let mut r = reader();
+        assert!(r.feed(b"\xEF\xBB").unwrap().is_empty());
+        r.feed(b"\xBF").unwrap();
+        r.feed(HEADER.as_bytes()).unwrap();
+        r.feed("<message><body>a".as_bytes()).unwrap();
+        let ev = r.feed("\u{FEFF}b</body></message>".as_bytes()).unwrap();
+        assert_eq!(
+            stanzas(&ev)[0]
+                .get_child("body", ns::CLIENT)
+                .unwrap()
+                .text(),
+            "a\u{FEFF}b"
+        );
     }
 
     #[test]
