@@ -255,7 +255,7 @@ impl Session {
 
     /// Called after SASL success.
     pub(super) fn authenticated(&mut self, user: Username) {
-        tracing::info!(peer = %self.peer, user = %user, "authenticated");
+        tracing::debug!(peer = %self.peer, user = %user, "authenticated");
         self.user = Some(user);
         self.restart = true;
         self.out.command(IoCommand::SetIdleTimeout(None));
