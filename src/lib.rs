@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod blocking_pool;
 pub mod c2s;
 pub mod config;
+pub mod invites;
 pub mod node;
 pub mod secrets;
 pub mod xmpp;

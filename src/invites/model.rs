@@ -1,0 +1,155 @@
+//! What an invite is, and the state the ledger keeps for it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::token::Token;
+
+/// Milliseconds since the Unix epoch, as stamped by the proposer of a command.
+pub type Millis = u64;
+
+/// Chosen by the node that starts a registration; names one use in the making.
+pub type ReservationId = String;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteKind {
+    /// Creates one account: any username, or the one in `username`.
+    Account,
+    /// Sets a new password on the existing account `username`.
+    Reset,
+    /// Adds `inviter` as a contact; may also create an account.
+    Contact,
+    /// Reusable account invite: `max_uses` accounts (or unlimited until expiry),
+    /// each joining `groups`.
+    Group,
+}
+
+impl InviteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteKind::Account => "account",
+            InviteKind::Reset => "reset",
+            InviteKind::Contact => "contact",
+            InviteKind::Group => "group",
+        }
+    }
+}
+
+/// What an invite may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// In-band registration (or a password reset) with the invite.
+    Register,
+    /// An existing user subscribing to the inviter (XEP-0379).
+    Subscribe,
+}
+
+/// The immutable part of an invite, fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteSpec {
+    pub token: Token,
+    pub kind: InviteKind,
+    /// Account: the only username it may create. Reset: the account it resets.
+    pub username: Option<String>,
+    /// Contact invites: the user who invites.
+    pub inviter: Option<String>,
+    /// Contact invites: whether the invitee may also register an account.
+    pub allow_registration: bool,
+    /// `None`: unlimited until expiry (group invites only).
+    pub max_uses: Option<u32>,
+    /// Given to the account the invite creates.
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Who made it (an admin JID, a user, or the admin API).
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    Pending,
+    Committed,
+    Released,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub username: String,
+    pub purpose: Purpose,
+    pub lease_until: Millis,
+    pub state: ReservationState,
+}
+
+/// An invite as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub spec: InviteSpec,
+    /// Committed uses.
+    pub uses: u32,
+    pub revoked: bool,
+    /// Every reservation ever made, so commit and release stay idempotent and
+    /// the invite records who used it.
+    pub reservations: BTreeMap<ReservationId, Reservation>,
+}
+
+/// Where an invite stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteStatus {
+    Active,
+    Expired,
+    Revoked,
+    UsedUp,
+}
+
+impl Invite {
+    pub fn new(spec: InviteSpec) -> Invite {
+        Invite {
+            spec,
+            uses: 0,
+            revoked: false,
+            reservations: BTreeMap::new(),
+        }
+    }
+
+    pub fn pending(&self) -> u32 {
+        let n = self
+            .reservations
+            .values()
+            .filter(|r| r.state == ReservationState::Pending)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Whether another reservation fits next to the committed and pending ones.
+    pub fn has_room(&self) -> bool {
+        match self.spec.max_uses {
+            None => true,
+            Some(max) => self.uses.saturating_add(self.pending()) < max,
+        }
+    }
+
+    pub fn status(&self, now: Millis) -> InviteStatus {
+        if self.revoked {
+            InviteStatus::Revoked
+        } else if self.spec.max_uses.is_some_and(|max| self.uses >= max) {
+            InviteStatus::UsedUp
+        } else if now >= self.spec.expires_at {
+            InviteStatus::Expired
+        } else {
+            InviteStatus::Active
+        }
+    }
+
+    /// Remaining uses, counting pending reservations as taken.
+    pub fn remaining(&self) -> Option<u32> {
+        self.spec
+            .max_uses
+            .map(|max| max.saturating_sub(self.uses.saturating_add(self.pending())))
+    }
+}
