@@ -8,6 +8,7 @@ pub mod blocking_pool;
 pub mod c2s;
 pub mod config;
 pub mod invites;
+pub mod ledger;
 pub mod node;
 pub mod secrets;
 pub mod xmpp;

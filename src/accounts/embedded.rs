@@ -171,6 +171,7 @@ mod tests {
             credentials: Credentials::derive("password1", 4096),
             created_at: 1,
             roles: vec![],
+            reservation: None,
         }
     }
 

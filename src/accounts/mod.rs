@@ -19,6 +19,10 @@ pub struct Account {
     pub created_at: u64,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The invite reservation that created this account or last reset its
+    /// password; lets the ledger tell a finished registration from a lost one.
+    #[serde(default)]
+    pub reservation: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

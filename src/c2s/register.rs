@@ -101,6 +101,7 @@ impl Session {
             credentials,
             created_at: now_unix(),
             roles: Vec::new(),
+            reservation: None,
         };
         match self.shared.store.create(account).await {
             Ok(CreateOutcome::Created) => {

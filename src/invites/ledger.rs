@@ -96,7 +96,14 @@ impl Ledger {
                 purpose,
                 validated_at,
                 lease_until,
-            } => self.reserve(token, reservation, username, purpose, validated_at, lease_until),
+            } => self.reserve(
+                token,
+                reservation,
+                username,
+                purpose,
+                validated_at,
+                lease_until,
+            ),
             Command::Commit { reservation } => {
                 self.resolve(&reservation, ReservationState::Committed)
             }
@@ -136,10 +143,12 @@ impl Ledger {
         self.invites
             .values()
             .flat_map(|inv| {
-                inv.reservations.iter().filter_map(move |(id, r)| {
-                    (r.state == ReservationState::Pending && r.lease_until < now)
-                        .then(|| (id.clone(), inv.spec.token.clone(), r.clone()))
-                })
+                inv.reservations
+                    .iter()
+                    .filter(move |(_, r)| {
+                        r.state == ReservationState::Pending && r.lease_until < now
+                    })
+                    .map(move |(id, r)| (id.clone(), inv.spec.token.clone(), r.clone()))
             })
             .collect()
     }
@@ -161,7 +170,10 @@ impl Ledger {
         validated_at: Millis,
         lease_until: Millis,
     ) -> Result<Outcome, Rejection> {
-        let invite = self.invites.get_mut(&token).ok_or(Rejection::UnknownToken)?;
+        let invite = self
+            .invites
+            .get_mut(&token)
+            .ok_or(Rejection::UnknownToken)?;
         if let Some(existing) = self.reservations.get(&id) {
             // A retried proposal: same answer as the first time.
             let held = invite.reservations.get(&id);
@@ -196,8 +208,14 @@ impl Ledger {
     }
 
     fn resolve(&mut self, id: &ReservationId, to: ReservationState) -> Result<Outcome, Rejection> {
-        let token = self.reservations.get(id).ok_or(Rejection::UnknownReservation)?;
-        let invite = self.invites.get_mut(token).ok_or(Rejection::UnknownReservation)?;
+        let token = self
+            .reservations
+            .get(id)
+            .ok_or(Rejection::UnknownReservation)?;
+        let invite = self
+            .invites
+            .get_mut(token)
+            .ok_or(Rejection::UnknownReservation)?;
         let reservation = invite
             .reservations
             .get_mut(id)
@@ -302,20 +320,54 @@ mod tests {
         let s = spec(1, InviteKind::Account, Some(1), 1000);
         let t = s.token.clone();
         assert_eq!(l.apply(Command::Create(s.clone())), Outcome::Created);
-        assert_eq!(l.apply(Command::Create(s)), Outcome::Rejected(Rejection::Exists));
-        assert!(matches!(l.apply(reserve(&t, "r1", "a", 10)), Outcome::Reserved(_)));
-        // The pending reservation holds the only use.
-        assert_eq!(l.apply(reserve(&t, "r2", "b", 10)), Outcome::Rejected(Rejection::UsedUp));
-        // Released (username taken, say): the use is free again.
-        assert_eq!(l.apply(Command::Release { reservation: "r1".into() }), Outcome::Released);
-        assert_eq!(l.apply(Command::Release { reservation: "r1".into() }), Outcome::Released);
         assert_eq!(
-            l.apply(Command::Commit { reservation: "r1".into() }),
+            l.apply(Command::Create(s)),
+            Outcome::Rejected(Rejection::Exists)
+        );
+        assert!(matches!(
+            l.apply(reserve(&t, "r1", "a", 10)),
+            Outcome::Reserved(_)
+        ));
+        // The pending reservation holds the only use.
+        assert_eq!(
+            l.apply(reserve(&t, "r2", "b", 10)),
+            Outcome::Rejected(Rejection::UsedUp)
+        );
+        // Released (username taken, say): the use is free again.
+        assert_eq!(
+            l.apply(Command::Release {
+                reservation: "r1".into()
+            }),
+            Outcome::Released
+        );
+        assert_eq!(
+            l.apply(Command::Release {
+                reservation: "r1".into()
+            }),
+            Outcome::Released
+        );
+        assert_eq!(
+            l.apply(Command::Commit {
+                reservation: "r1".into()
+            }),
             Outcome::Rejected(Rejection::AlreadyResolved)
         );
-        assert!(matches!(l.apply(reserve(&t, "r2", "b", 10)), Outcome::Reserved(_)));
-        assert_eq!(l.apply(Command::Commit { reservation: "r2".into() }), Outcome::Committed);
-        assert_eq!(l.apply(Command::Commit { reservation: "r2".into() }), Outcome::Committed);
+        assert!(matches!(
+            l.apply(reserve(&t, "r2", "b", 10)),
+            Outcome::Reserved(_)
+        ));
+        assert_eq!(
+            l.apply(Command::Commit {
+                reservation: "r2".into()
+            }),
+            Outcome::Committed
+        );
+        assert_eq!(
+            l.apply(Command::Commit {
+                reservation: "r2".into()
+            }),
+            Outcome::Committed
+        );
         assert_eq!(l.get(&t).unwrap().uses, 1);
         assert_eq!(l.validate(&t, 10).unwrap_err(), Rejection::UsedUp);
     }
@@ -327,24 +379,42 @@ mod tests {
         bound.username = Some("bob".into());
         let t = bound.token.clone();
         l.apply(Command::Create(bound));
-        assert_eq!(l.apply(reserve(&t, "x", "eve", 10)), Outcome::Rejected(Rejection::WrongUsername));
+        assert_eq!(
+            l.apply(reserve(&t, "x", "eve", 10)),
+            Outcome::Rejected(Rejection::WrongUsername)
+        );
         // Validated before expiry: still good after it (XEP-0445).
-        assert!(matches!(l.apply(reserve(&t, "y", "bob", 999)), Outcome::Reserved(_)));
+        assert!(matches!(
+            l.apply(reserve(&t, "y", "bob", 999)),
+            Outcome::Reserved(_)
+        ));
         assert_eq!(l.validate(&t, 1000).unwrap_err(), Rejection::Expired);
 
         let g = spec(3, InviteKind::Group, None, 1000);
         let tg = g.token.clone();
         l.apply(Command::Create(g));
-        assert_eq!(l.apply(reserve(&tg, "z", "c", 1000)), Outcome::Rejected(Rejection::Expired));
-        assert_eq!(l.apply(Command::Revoke { token: tg.clone() }), Outcome::Revoked);
-        assert_eq!(l.apply(reserve(&tg, "z", "c", 1)), Outcome::Rejected(Rejection::Revoked));
+        assert_eq!(
+            l.apply(reserve(&tg, "z", "c", 1000)),
+            Outcome::Rejected(Rejection::Expired)
+        );
+        assert_eq!(
+            l.apply(Command::Revoke { token: tg.clone() }),
+            Outcome::Revoked
+        );
+        assert_eq!(
+            l.apply(reserve(&tg, "z", "c", 1)),
+            Outcome::Rejected(Rejection::Revoked)
+        );
         assert_eq!(l.validate(&tg, 1).unwrap_err(), Rejection::Revoked);
 
         let mut c = spec(4, InviteKind::Contact, Some(1), 1000);
         c.allow_registration = false;
         let tc = c.token.clone();
         l.apply(Command::Create(c));
-        assert_eq!(l.apply(reserve(&tc, "c1", "dan", 1)), Outcome::Rejected(Rejection::NotAllowed));
+        assert_eq!(
+            l.apply(reserve(&tc, "c1", "dan", 1)),
+            Outcome::Rejected(Rejection::NotAllowed)
+        );
         let sub = |user: &str| Command::Reserve {
             token: tc.clone(),
             reservation: format!("s-{user}"),
@@ -354,7 +424,10 @@ mod tests {
             lease_until: 10,
         };
         // The inviter cannot use their own contact invite.
-        assert_eq!(l.apply(sub("alice")), Outcome::Rejected(Rejection::NotAllowed));
+        assert_eq!(
+            l.apply(sub("alice")),
+            Outcome::Rejected(Rejection::NotAllowed)
+        );
         assert!(matches!(l.apply(sub("dan")), Outcome::Reserved(_)));
     }
 
@@ -366,17 +439,27 @@ mod tests {
         l.apply(Command::Create(s));
         l.apply(reserve(&t, "a", "a", 1)); // lease until 101
         l.apply(reserve(&t, "b", "b", 500)); // lease until 600
-        let expired: Vec<_> = l.expired_leases(200).into_iter().map(|(id, _, _)| id).collect();
+        let expired: Vec<_> = l
+            .expired_leases(200)
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
         assert_eq!(expired, ["a"]);
         // Pending reservations keep an expired invite from being forgotten.
         assert_eq!(l.apply(Command::Sweep { before: 5000 }), Outcome::Swept(0));
-        l.apply(Command::Commit { reservation: "a".into() });
-        l.apply(Command::Release { reservation: "b".into() });
+        l.apply(Command::Commit {
+            reservation: "a".into(),
+        });
+        l.apply(Command::Release {
+            reservation: "b".into(),
+        });
         assert_eq!(l.apply(Command::Sweep { before: 500 }), Outcome::Swept(0));
         assert_eq!(l.apply(Command::Sweep { before: 5000 }), Outcome::Swept(1));
         assert!(l.get(&t).is_none());
         assert_eq!(
-            l.apply(Command::Commit { reservation: "a".into() }),
+            l.apply(Command::Commit {
+                reservation: "a".into()
+            }),
             Outcome::Rejected(Rejection::UnknownReservation)
         );
     }
@@ -385,14 +468,20 @@ mod tests {
         let token = (0u8..3).prop_map(|n| Token::parse(&format!("token-{n:0>10}-xxxxx")).unwrap());
         let rid = (0u8..12).prop_map(|n| format!("r{n}"));
         prop_oneof![
-            (0u8..3, 0u32..4, prop::bool::ANY, 100u64..2000).prop_map(|(n, max, unlimited, exp)| {
-                let kind = if unlimited { InviteKind::Group } else { InviteKind::Account };
-                Command::Create(spec(n, kind, (!unlimited).then_some(max), exp))
-            }),
-            (token.clone(), rid.clone(), 0u8..4, 0u64..2500).prop_map(|(t, r, u, at)| {
-                reserve(&t, &r, &format!("u{u}"), at)
-            }),
-            rid.clone().prop_map(|reservation| Command::Commit { reservation }),
+            (0u8..3, 0u32..4, prop::bool::ANY, 100u64..2000).prop_map(
+                |(n, max, unlimited, exp)| {
+                    let kind = if unlimited {
+                        InviteKind::Group
+                    } else {
+                        InviteKind::Account
+                    };
+                    Command::Create(spec(n, kind, (!unlimited).then_some(max), exp))
+                }
+            ),
+            (token.clone(), rid.clone(), 0u8..4, 0u64..2500)
+                .prop_map(|(t, r, u, at)| { reserve(&t, &r, &format!("u{u}"), at) }),
+            rid.clone()
+                .prop_map(|reservation| Command::Commit { reservation }),
             rid.prop_map(|reservation| Command::Release { reservation }),
             token.prop_map(|token| Command::Revoke { token }),
             (0u64..3000).prop_map(|before| Command::Sweep { before }),
@@ -416,7 +505,10 @@ mod tests {
             }
         }
         for (id, token) in &l.reservations {
-            assert!(l.invites.get(token).is_some_and(|i| i.reservations.contains_key(id)));
+            assert!(l
+                .invites
+                .get(token)
+                .is_some_and(|i| i.reservations.contains_key(id)));
         }
     }
 

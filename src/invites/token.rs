@@ -25,7 +25,8 @@ impl Token {
     /// to 128 characters); whether it names an invite is the ledger's business.
     pub fn parse(s: &str) -> Option<Token> {
         let ok = (16..=128).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| Token(s.to_owned()))
     }
 

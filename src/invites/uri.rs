@@ -24,7 +24,11 @@ pub fn invite_uri(spec: &InviteSpec, domain: &str) -> String {
     let token = spec.token.as_str();
     match spec.kind {
         InviteKind::Contact => {
-            let ibr = if spec.allow_registration { ";ibr=y" } else { "" };
+            let ibr = if spec.allow_registration {
+                ";ibr=y"
+            } else {
+                ""
+            };
             format!(
                 "xmpp:{}?roster;preauth={token}{ibr}",
                 jid(spec.inviter.as_deref(), domain)
@@ -48,7 +52,12 @@ pub fn landing_url(base: &str, token: &Token) -> String {
 mod tests {
     use super::*;
 
-    fn spec(kind: InviteKind, username: Option<&str>, inviter: Option<&str>, ibr: bool) -> InviteSpec {
+    fn spec(
+        kind: InviteKind,
+        username: Option<&str>,
+        inviter: Option<&str>,
+        ibr: bool,
+    ) -> InviteSpec {
         InviteSpec {
             token: Token::parse("AAAAAAAAAAAAAAAAAAAAAA").unwrap(),
             kind,
@@ -72,19 +81,31 @@ mod tests {
             format!("xmpp:example.org?register;preauth={t}")
         );
         assert_eq!(
-            invite_uri(&spec(InviteKind::Account, Some("bob"), None, false), "example.org"),
+            invite_uri(
+                &spec(InviteKind::Account, Some("bob"), None, false),
+                "example.org"
+            ),
             format!("xmpp:bob@example.org?register;preauth={t}")
         );
         assert_eq!(
-            invite_uri(&spec(InviteKind::Reset, Some("j\u{fc}rgen"), None, false), "example.org"),
+            invite_uri(
+                &spec(InviteKind::Reset, Some("j\u{fc}rgen"), None, false),
+                "example.org"
+            ),
             format!("xmpp:j%C3%BCrgen@example.org?register;preauth={t}")
         );
         assert_eq!(
-            invite_uri(&spec(InviteKind::Contact, None, Some("alice"), true), "example.org"),
+            invite_uri(
+                &spec(InviteKind::Contact, None, Some("alice"), true),
+                "example.org"
+            ),
             format!("xmpp:alice@example.org?roster;preauth={t};ibr=y")
         );
         assert_eq!(
-            invite_uri(&spec(InviteKind::Contact, None, Some("alice"), false), "example.org"),
+            invite_uri(
+                &spec(InviteKind::Contact, None, Some("alice"), false),
+                "example.org"
+            ),
             format!("xmpp:alice@example.org?roster;preauth={t}")
         );
         assert_eq!(
