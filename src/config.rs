@@ -19,6 +19,11 @@ pub struct Config {
     pub domain: String,
     /// Where client connections are accepted.
     pub c2s_addr: SocketAddr,
+    /// Where the gRPC admin API listens (keep it private).
+    pub admin_addr: SocketAddr,
+    /// Bearer token of the admin API; unset: one is generated at first start
+    /// in `DATA_DIR/admin.token`, readable by the owner only.
+    pub admin_token: Option<String>,
     /// Accounts, the TLS certificate (when generated) and node secrets live here.
     pub data_dir: PathBuf,
     /// In-band registration (XEP-0077) at all.
@@ -32,8 +37,45 @@ pub struct Config {
     pub min_password_length: usize,
     /// Usernames nobody may register.
     pub reserved_usernames: Vec<String>,
+    /// How long a new invite stays valid unless the creator says otherwise.
+    #[serde(with = "humantime_serde")]
+    pub invite_expiry: Duration,
+    /// The same for password-reset invites.
+    #[serde(with = "humantime_serde")]
+    pub reset_invite_expiry: Duration,
+    /// Base of the invite landing pages (`BASE/invite/TOKEN`); unset: no landing URL.
+    pub web_base_url: Option<String>,
+    /// Bare JIDs of administrators (besides accounts holding the `admin` role).
+    pub admins: Vec<String>,
+    /// Whether any local user may create contact invites that also allow registration.
+    pub allow_user_invites: bool,
     pub tls: TlsConfig,
     pub limits: Limits,
+    pub ledger: LedgerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Group commands that arrive together into one Raft entry.
+    pub batching: bool,
+    /// How long a registration may hold an invite use before the janitor
+    /// decides it by looking for the account.
+    #[serde(with = "humantime_serde")]
+    pub reservation_lease: Duration,
+    /// How often the janitor looks for expired leases.
+    #[serde(with = "humantime_serde")]
+    pub janitor_interval: Duration,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            batching: true,
+            reservation_lease: Duration::from_secs(30),
+            janitor_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -66,6 +108,8 @@ impl Default for Config {
         Config {
             domain: "localhost".into(),
             c2s_addr: SocketAddr::from(([0, 0, 0, 0], 5222)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 5290)),
+            admin_token: None,
             data_dir: PathBuf::from("usher-data"),
             allow_registration: true,
             registration_invite_only: true,
@@ -84,8 +128,14 @@ impl Default for Config {
             ]
             .map(String::from)
             .to_vec(),
+            invite_expiry: Duration::from_secs(7 * 24 * 3600),
+            reset_invite_expiry: Duration::from_secs(24 * 3600),
+            web_base_url: None,
+            admins: Vec::new(),
+            allow_user_invites: false,
             tls: TlsConfig::default(),
             limits: Limits::default(),
+            ledger: LedgerConfig::default(),
         }
     }
 }
@@ -131,7 +181,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("USHER_").split("__"));
+        // USHER_FAILPOINTS is a test hook, not a setting (see failpoint.rs).
+        figment = figment.merge(Env::prefixed("USHER_").ignore(&["failpoints"]).split("__"));
         let mut config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
@@ -161,6 +212,32 @@ impl Config {
         }
         if self.min_password_length > 1024 {
             return Err(invalid("min_password_length", "must be at most 1024"));
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        if self.invite_expiry.is_zero() {
+            return Err(invalid("invite_expiry", "must be more than zero"));
+        }
+        if self.reset_invite_expiry.is_zero() {
+            return Err(invalid("reset_invite_expiry", "must be more than zero"));
+        }
+        if let Some(base) = &self.web_base_url {
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return Err(invalid(
+                    "web_base_url",
+                    "must start with https:// or http://",
+                ));
+            }
+        }
+        if self.ledger.reservation_lease < Duration::from_millis(200) {
+            return Err(invalid(
+                "ledger.reservation_lease",
+                "must be at least 200ms",
+            ));
+        }
+        if self.ledger.janitor_interval.is_zero() {
+            return Err(invalid("ledger.janitor_interval", "must be more than zero"));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(invalid(

@@ -4,9 +4,11 @@
 //! `c2s` drives client connections; `accounts` stores users.
 
 pub mod accounts;
+pub mod admin;
 pub mod blocking_pool;
 pub mod c2s;
 pub mod config;
+pub mod failpoint;
 pub mod invites;
 pub mod ledger;
 pub mod node;

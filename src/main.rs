@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 use usher::config::Config;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "usher",
@@ -20,6 +22,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (single node, embedded storage, unless configured otherwise).
@@ -28,11 +32,31 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Create, list, show and revoke invites on a running node.
+    Invite {
+        #[command(flatten)]
+        connection: cli::invite::Connection,
+        #[command(subcommand)]
+        action: cli::invite::Action,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Invite { connection, action } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return cli::invite::fail(&anyhow::anyhow!("starting the runtime: {e}")),
+            };
+            match runtime.block_on(cli::invite::run(connection, action)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => cli::invite::fail(&e),
+            }
+        }
         Command::Serve { config } => {
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,

@@ -15,6 +15,7 @@ use crate::c2s::rate_limit::RegistrationLimiter;
 use crate::c2s::tls::TlsError;
 use crate::c2s::{listener, C2sShared};
 use crate::config::Config;
+use crate::ledger::{LedgerError, LedgerHandle, LedgerOptions};
 
 /// How long open streams get to close after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,11 +31,16 @@ pub enum NodeError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr} (c2s_addr): {source}")]
+    #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
+        key: &'static str,
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("admin token: {0}")]
+    AdminToken(std::io::Error),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error("waiting for signals: {0}")]
     Signals(std::io::Error),
 }
@@ -55,16 +61,39 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let store: Arc<dyn AccountStore> =
         Arc::new(EmbeddedStore::open(&data_dir.join("accounts.redb"))?);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let ledger = LedgerHandle::open_single(
+        &data_dir,
+        LedgerOptions {
+            batching: config.ledger.batching,
+        },
+    )
+    .await?;
+    let janitor = crate::ledger::spawn_janitor(
+        ledger.clone(),
+        store.clone(),
+        config.ledger.janitor_interval,
+    );
 
     let listener = TcpListener::bind(config.c2s_addr)
         .await
         .map_err(|source| NodeError::Bind {
+            key: "c2s_addr",
             addr: config.c2s_addr,
             source,
         })?;
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            key: "admin_addr",
+            addr: config.admin_addr,
+            source,
+        })?;
+    let admin_token = crate::admin::token::load_or_create(config.admin_token.as_deref(), &data_dir)
+        .map_err(NodeError::AdminToken)?;
     let shared = Arc::new(C2sShared {
         config: config.clone(),
         store: store.clone(),
+        ledger: ledger.clone(),
         cpu: CpuPool::new(cores),
         tls,
         registrations: RegistrationLimiter::new(config.limits.registrations_per_ip_per_minute),
@@ -74,15 +103,33 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let arbiters: Vec<actix::Arbiter> = (0..cores).map(|_| actix::Arbiter::new()).collect();
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_rx_for_admin = shutdown_rx.clone();
     let accept = tokio::spawn(listener::accept_loop(
         listener,
         shared.clone(),
         handles,
         shutdown_rx,
     ));
+    let invite_admin = crate::admin::invites::InviteAdmin {
+        ledger: ledger.clone(),
+        store: store.clone(),
+        config: config.clone(),
+    };
+    let mut admin_shutdown = shutdown_rx_for_admin;
+    let admin = tokio::spawn(crate::admin::grpc::serve(
+        admin_listener,
+        crate::admin::grpc::AdminService {
+            invites: invite_admin,
+        },
+        admin_token,
+        async move {
+            let _ = admin_shutdown.changed().await;
+        },
+    ));
     tracing::info!(
         domain = %config.domain,
         c2s = %config.c2s_addr,
+        admin = %config.admin_addr,
         data_dir = %config.data_dir.display(),
         invite_only = config.registration_invite_only,
         "usher is serving"
@@ -92,6 +139,11 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     tracing::info!("shutting down: closing client streams");
     let _ = shutdown_tx.send(true);
     let _ = accept.await;
+    match admin.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "admin API ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "admin API task failed"),
+        Ok(Ok(())) => {}
+    }
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     while shared.connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -103,6 +155,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     for arbiter in &arbiters {
         arbiter.stop();
     }
+    janitor.abort();
+    ledger.shutdown().await;
     store.flush().await?;
     tracing::info!("stopped");
     Ok(())

@@ -131,9 +131,13 @@ impl AccountStore for EmbeddedStore {
         &self,
         username: &Username,
         credentials: Credentials,
+        reservation: Option<String>,
     ) -> Result<bool, StoreError> {
         self.update(username, move |mut account| {
             account.credentials = credentials;
+            if reservation.is_some() {
+                account.reservation = reservation;
+            }
             account
         })
         .await
@@ -191,13 +195,20 @@ mod tests {
                 CreateOutcome::AlreadyExists
             );
             let creds = Credentials::derive("new-password", 4096);
-            assert!(store.set_credentials(&alice, creds.clone()).await.unwrap());
+            assert!(store
+                .set_credentials(&alice, creds.clone(), Some("r1".into()))
+                .await
+                .unwrap());
             let bob = Username::parse("bob").unwrap();
-            assert!(!store.set_credentials(&bob, creds.clone()).await.unwrap());
+            assert!(!store
+                .set_credentials(&bob, creds.clone(), None)
+                .await
+                .unwrap());
             assert!(!store.delete(&bob).await.unwrap());
         }
         let store = EmbeddedStore::open(&path).unwrap();
         let got = store.get(&alice).await.unwrap().unwrap();
+        assert_eq!(got.reservation.as_deref(), Some("r1"));
         assert!(got
             .credentials
             .sha256

@@ -50,10 +50,12 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError>;
 
     /// Replaces the credentials of an existing account; false when there is none.
+    /// A reset by invite records its reservation id on the account.
     async fn set_credentials(
         &self,
         username: &Username,
         credentials: Credentials,
+        reservation: Option<String>,
     ) -> Result<bool, StoreError>;
 
     /// Removes the account; false when there was none.

@@ -40,6 +40,9 @@ impl Session {
         let is_set = iq.attr("type") == Some("set");
         match (payload.ns(), payload.name(), is_set) {
             (ns::REGISTER, "query", _) => self.on_register(&iq, &payload).await,
+            (ns::PARS, "preauth", true) if self.user.is_none() => {
+                self.on_preauth(&iq, &payload).await
+            }
             (ns::PING, "ping", false) => self.send(&iq_result(&iq)),
             (ns::BIND, "bind", true) => self.on_bind(&iq, &payload),
             (ns::SESSION, "session", true) if self.user.is_some() => self.send(&iq_result(&iq)),

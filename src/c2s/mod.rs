@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod connection;
+mod invite;
 pub mod io;
 mod iq;
 pub mod listener;
@@ -17,12 +18,14 @@ use std::sync::Arc;
 use crate::accounts::AccountStore;
 use crate::blocking_pool::CpuPool;
 use crate::config::Config;
+use crate::ledger::LedgerHandle;
 use crate::xmpp::reader::ReaderLimits;
 
 /// What every connection on a node shares.
 pub struct C2sShared {
     pub config: Arc<Config>,
     pub store: Arc<dyn AccountStore>,
+    pub ledger: LedgerHandle,
     pub cpu: CpuPool,
     pub tls: tokio_rustls::TlsAcceptor,
     pub registrations: rate_limit::RegistrationLimiter,

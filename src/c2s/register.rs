@@ -70,7 +70,10 @@ impl Session {
                     .with_text("Too many registrations from your address; try again later"),
             );
         }
-        if self.shared.config.registration_invite_only {
+        // Kept on the stream until a registration succeeds: a taken or invalid
+        // username may be retried with the same invite.
+        let invite = self.invite.clone();
+        if invite.is_none() && self.shared.config.registration_invite_only {
             return self.reply_error(
                 iq,
                 StanzaError::not_acceptable(
@@ -93,6 +96,11 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.reply_error(iq, e),
         };
+        if let Some(invite) = invite {
+            return self
+                .register_with_invite(iq, invite, username, password)
+                .await;
+        }
         let Some(credentials) = self.derive(password).await else {
             return self.reply_error(iq, StanzaError::internal("Please try again later"));
         };
@@ -153,7 +161,12 @@ impl Session {
         let Some(credentials) = self.derive(password).await else {
             return self.reply_error(iq, StanzaError::internal("Please try again later"));
         };
-        match self.shared.store.set_credentials(&user, credentials).await {
+        match self
+            .shared
+            .store
+            .set_credentials(&user, credentials, None)
+            .await
+        {
             Ok(true) => {
                 tracing::info!(user = %user, "password changed");
                 self.send(&iq_result(iq));

@@ -26,6 +26,8 @@ pub struct Session {
     pub(super) auth_failures: u32,
     pub(super) user: Option<Username>,
     pub(super) resource: Option<String>,
+    /// The invite this unauthenticated stream proved (XEP-0445 preauth).
+    pub(super) invite: Option<super::invite::ValidatedInvite>,
     /// The peer must open a new stream (after STARTTLS or SASL success).
     restart: bool,
     closed: bool,
@@ -46,6 +48,7 @@ impl Session {
             auth_failures: 0,
             user: None,
             resource: None,
+            invite: None,
             restart: false,
             closed: false,
             outbuf: String::new(),
@@ -169,6 +172,8 @@ impl Session {
             );
         } else if self.user.is_none() {
             if self.shared.config.allow_registration {
+                f.push_child(Element::new("register", ns::INVITE));
+                f.push_child(Element::new("register", ns::IBR_TOKEN));
                 f.push_child(Element::new("register", ns::REGISTER_FEATURE));
             }
             let mut mechanisms = Element::new("mechanisms", ns::SASL);

@@ -16,3 +16,6 @@ pub const DATA_FORMS: &str = "jabber:x:data";
 pub const PING: &str = "urn:xmpp:ping";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+pub const PARS: &str = "urn:xmpp:pars:0";
+pub const IBR_TOKEN: &str = "urn:xmpp:ibr-token:0";
+pub const INVITE: &str = "urn:xmpp:invite";

@@ -32,10 +32,12 @@ class Node:
         self.tmp = tempfile.TemporaryDirectory()
         self.data_dir = pathlib.Path(self.tmp.name) / "data"
         self.port = free_port()
+        self.admin_port = free_port()
         self.env = {
             "PATH": os.environ.get("PATH", ""),
             "USHER_DATA_DIR": str(self.data_dir),
             "USHER_C2S_ADDR": f"127.0.0.1:{self.port}",
+            "USHER_ADMIN_ADDR": f"127.0.0.1:{self.admin_port}",
             "USHER_REGISTRATION_INVITE_ONLY": "false",
             "USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE": "0",
             "USHER_LOG": "usher=debug",

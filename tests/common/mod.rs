@@ -18,6 +18,7 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestNode {
     child: Option<Child>,
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
@@ -42,6 +43,7 @@ impl TestNode {
         let mut node = TestNode {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir,
             _tmp: Some(tmp),
             env: vec![
@@ -69,6 +71,7 @@ impl TestNode {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("USHER_DATA_DIR", &self.data_dir)
             .env("USHER_C2S_ADDR", self.addr.to_string())
+            .env("USHER_ADMIN_ADDR", self.admin_addr.to_string())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }
@@ -96,7 +99,8 @@ impl TestNode {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let up = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
+            if up(&self.addr) && up(&self.admin_addr) {
                 return;
             }
             if let Some(status) = self

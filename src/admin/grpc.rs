@@ -1,0 +1,192 @@
+//! The gRPC admin service (tonic): maps requests onto `InviteAdmin` and its
+//! errors onto gRPC status codes. Every call needs the bearer token.
+
+use tonic::{Request, Response, Status};
+
+use super::invites::{AdminError, InviteAdmin, InviteView, ListFilter, NewInvite};
+use super::proto::admin_server::{Admin, AdminServer};
+use super::proto::{
+    self, CreateInviteRequest, GetInviteRequest, ListInvitesRequest, ListInvitesResponse,
+    RevokeInviteRequest,
+};
+use crate::invites::model::InviteStatus;
+use crate::invites::{InviteKind, Token};
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+impl From<AdminError> for Status {
+    fn from(e: AdminError) -> Status {
+        match e {
+            AdminError::InvalidArgument(m) => Status::invalid_argument(m),
+            AdminError::FailedPrecondition(m) => Status::failed_precondition(m),
+            AdminError::NotFound => Status::not_found("no such invite"),
+            AdminError::Unavailable(e) => Status::unavailable(e.to_string()),
+            AdminError::Storage(m) => Status::unavailable(m),
+        }
+    }
+}
+
+fn kind_from_proto(k: i32) -> Result<Option<InviteKind>, Status> {
+    match proto::InviteKind::try_from(k) {
+        Ok(proto::InviteKind::Unspecified) => Ok(None),
+        Ok(proto::InviteKind::Account) => Ok(Some(InviteKind::Account)),
+        Ok(proto::InviteKind::Reset) => Ok(Some(InviteKind::Reset)),
+        Ok(proto::InviteKind::Contact) => Ok(Some(InviteKind::Contact)),
+        Ok(proto::InviteKind::Group) => Ok(Some(InviteKind::Group)),
+        Err(_) => Err(Status::invalid_argument(format!("unknown invite kind {k}"))),
+    }
+}
+
+fn kind_to_proto(k: InviteKind) -> proto::InviteKind {
+    match k {
+        InviteKind::Account => proto::InviteKind::Account,
+        InviteKind::Reset => proto::InviteKind::Reset,
+        InviteKind::Contact => proto::InviteKind::Contact,
+        InviteKind::Group => proto::InviteKind::Group,
+    }
+}
+
+fn state_from_proto(s: i32) -> Result<Option<InviteStatus>, Status> {
+    match proto::InviteState::try_from(s) {
+        Ok(proto::InviteState::Unspecified) => Ok(None),
+        Ok(proto::InviteState::Active) => Ok(Some(InviteStatus::Active)),
+        Ok(proto::InviteState::Expired) => Ok(Some(InviteStatus::Expired)),
+        Ok(proto::InviteState::Revoked) => Ok(Some(InviteStatus::Revoked)),
+        Ok(proto::InviteState::UsedUp) => Ok(Some(InviteStatus::UsedUp)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown invite state {s}"
+        ))),
+    }
+}
+
+fn state_to_proto(s: InviteStatus) -> proto::InviteState {
+    match s {
+        InviteStatus::Active => proto::InviteState::Active,
+        InviteStatus::Expired => proto::InviteState::Expired,
+        InviteStatus::Revoked => proto::InviteState::Revoked,
+        InviteStatus::UsedUp => proto::InviteState::UsedUp,
+    }
+}
+
+fn to_proto(v: InviteView) -> proto::Invite {
+    let pending = v.invite.pending();
+    let s = v.invite.spec;
+    proto::Invite {
+        token: s.token.as_str().to_owned(),
+        kind: kind_to_proto(s.kind) as i32,
+        username: s.username.unwrap_or_default(),
+        inviter: s.inviter.unwrap_or_default(),
+        allow_registration: s.allow_registration,
+        max_uses: s.max_uses,
+        uses: v.invite.uses,
+        pending,
+        roles: s.roles,
+        groups: s.groups,
+        created_at_ms: s.created_at,
+        expires_at_ms: s.expires_at,
+        created_by: s.created_by.unwrap_or_default(),
+        state: state_to_proto(v.status) as i32,
+        uri: v.uri,
+        landing_url: v.landing_url.unwrap_or_default(),
+    }
+}
+
+fn token(s: &str) -> Result<Token, Status> {
+    Token::parse(s).ok_or_else(|| Status::not_found("no such invite"))
+}
+
+pub struct AdminService {
+    pub invites: InviteAdmin,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_invite(
+        &self,
+        request: Request<CreateInviteRequest>,
+    ) -> Result<Response<proto::Invite>, Status> {
+        let r = request.into_inner();
+        let req = NewInvite {
+            kind: kind_from_proto(r.kind)?,
+            username: Some(r.username),
+            inviter: Some(r.inviter),
+            allow_registration: r.allow_registration,
+            max_uses: r.max_uses,
+            unlimited: r.unlimited,
+            roles: r.roles,
+            groups: r.groups,
+            ttl: r.ttl_seconds.map(std::time::Duration::from_secs),
+            created_by: Some("admin-api".into()),
+        };
+        Ok(Response::new(to_proto(self.invites.create(req).await?)))
+    }
+
+    async fn get_invite(
+        &self,
+        request: Request<GetInviteRequest>,
+    ) -> Result<Response<proto::Invite>, Status> {
+        let t = token(&request.into_inner().token)?;
+        Ok(Response::new(to_proto(self.invites.get(&t).await?)))
+    }
+
+    async fn list_invites(
+        &self,
+        request: Request<ListInvitesRequest>,
+    ) -> Result<Response<ListInvitesResponse>, Status> {
+        let r = request.into_inner();
+        let filter = ListFilter {
+            kind: kind_from_proto(r.kind)?,
+            status: state_from_proto(r.state)?,
+        };
+        let size = match r.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let (page, next) = self
+            .invites
+            .list(&filter, size, Some(&r.page_token))
+            .await?;
+        Ok(Response::new(ListInvitesResponse {
+            invites: page.into_iter().map(to_proto).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn revoke_invite(
+        &self,
+        request: Request<RevokeInviteRequest>,
+    ) -> Result<Response<proto::Invite>, Status> {
+        let t = token(&request.into_inner().token)?;
+        Ok(Response::new(to_proto(self.invites.revoke(&t).await?)))
+    }
+}
+
+/// Serves the admin API on a bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: AdminService,
+    token: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if super::token::authorized(header, &token) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "a valid admin bearer token is required",
+            ))
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_service(AdminServer::with_interceptor(service, check))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+}

@@ -1,0 +1,293 @@
+//! Invite administration: validating requests, creating, listing and revoking
+//! invites through the ledger. Transport-neutral, so the gRPC API and the
+//! ad-hoc commands give the same answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::accounts::AccountStore;
+use crate::config::Config;
+use crate::invites::model::InviteStatus;
+use crate::invites::uri::{invite_uri, landing_url};
+use crate::invites::{Command, Invite, InviteKind, InviteSpec, Outcome, Rejection, Token};
+use crate::ledger::{now_millis, LedgerError, LedgerHandle};
+use crate::xmpp::jid::Username;
+
+/// Longest invite lifetime accepted.
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("no such invite")]
+    NotFound,
+    #[error(transparent)]
+    Unavailable(#[from] LedgerError),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// What a caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewInvite {
+    pub kind: Option<InviteKind>,
+    pub username: Option<String>,
+    pub inviter: Option<String>,
+    pub allow_registration: bool,
+    pub max_uses: Option<u32>,
+    pub unlimited: bool,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub ttl: Option<Duration>,
+    pub created_by: Option<String>,
+}
+
+/// An invite as administrators see it.
+#[derive(Debug, Clone)]
+pub struct InviteView {
+    pub invite: Invite,
+    pub status: InviteStatus,
+    pub uri: String,
+    pub landing_url: Option<String>,
+}
+
+/// Which invites to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub kind: Option<InviteKind>,
+    pub status: Option<InviteStatus>,
+}
+
+#[derive(Clone)]
+pub struct InviteAdmin {
+    pub ledger: LedgerHandle,
+    pub store: Arc<dyn AccountStore>,
+    pub config: Arc<Config>,
+}
+
+fn invalid(msg: impl Into<String>) -> AdminError {
+    AdminError::InvalidArgument(msg.into())
+}
+
+fn labels(what: &str, values: Vec<String>) -> Result<Vec<String>, AdminError> {
+    for v in &values {
+        if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "{what} '{v}' must be 1 to 64 printable characters"
+            )));
+        }
+    }
+    Ok(values)
+}
+
+impl InviteAdmin {
+    pub async fn create(&self, req: NewInvite) -> Result<InviteView, AdminError> {
+        let kind = req.kind.unwrap_or(InviteKind::Account);
+        let username = match req.username.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => {
+                Some(Username::parse(u).map_err(|e| invalid(format!("username '{u}': {e}")))?)
+            }
+            None => None,
+        };
+        let inviter = match req.inviter.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => {
+                Some(Username::parse(u).map_err(|e| invalid(format!("inviter '{u}': {e}")))?)
+            }
+            None => None,
+        };
+        let max_uses = match (kind, req.max_uses, req.unlimited) {
+            (InviteKind::Group, None, false) => {
+                return Err(invalid("a group invite needs max_uses or unlimited"))
+            }
+            (InviteKind::Group, _, true) => None,
+            (_, _, true) => return Err(invalid("only group invites can be unlimited")),
+            (_, Some(0), _) => return Err(invalid("max_uses must be at least 1")),
+            (InviteKind::Group, Some(n), false) => Some(n),
+            (_, Some(n), false) if n > 1 => {
+                return Err(invalid("only group invites have more than one use"))
+            }
+            (_, _, false) => Some(1),
+        };
+        match kind {
+            InviteKind::Reset => {
+                let Some(user) = &username else {
+                    return Err(invalid("a reset invite needs the username to reset"));
+                };
+                if self.account_missing(user).await? {
+                    return Err(AdminError::FailedPrecondition(format!(
+                        "no account '{user}'"
+                    )));
+                }
+            }
+            InviteKind::Contact => {
+                let Some(user) = &inviter else {
+                    return Err(invalid("a contact invite needs an inviter"));
+                };
+                if self.account_missing(user).await? {
+                    return Err(AdminError::FailedPrecondition(format!(
+                        "no account '{user}'"
+                    )));
+                }
+                if username.is_some() {
+                    return Err(invalid("a contact invite is not bound to a username"));
+                }
+            }
+            InviteKind::Account | InviteKind::Group => {
+                if kind == InviteKind::Group && username.is_some() {
+                    return Err(invalid("a group invite is not bound to a username"));
+                }
+                if let Some(user) = &username {
+                    if !self.account_missing(user).await? {
+                        return Err(AdminError::FailedPrecondition(format!(
+                            "the username '{user}' is taken"
+                        )));
+                    }
+                }
+            }
+        }
+        let default_ttl = match kind {
+            InviteKind::Reset => self.config.reset_invite_expiry,
+            _ => self.config.invite_expiry,
+        };
+        let ttl = req.ttl.unwrap_or(default_ttl);
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(invalid(
+                "the lifetime must be between 1 second and 365 days",
+            ));
+        }
+        let now = now_millis();
+        let spec = InviteSpec {
+            token: Token::generate(),
+            kind,
+            username: username.map(|u| u.as_str().to_owned()),
+            inviter: inviter.map(|u| u.as_str().to_owned()),
+            allow_registration: kind == InviteKind::Contact && req.allow_registration,
+            max_uses,
+            roles: labels("role", req.roles)?,
+            groups: labels("group", req.groups)?,
+            created_at: now,
+            expires_at: now + ttl.as_millis() as u64,
+            created_by: req.created_by,
+        };
+        let token = spec.token.clone();
+        match self.ledger.propose(Command::Create(spec)).await? {
+            Outcome::Created => {}
+            Outcome::Rejected(r) => return Err(AdminError::FailedPrecondition(r.to_string())),
+            other => {
+                return Err(AdminError::FailedPrecondition(format!(
+                    "unexpected: {other:?}"
+                )))
+            }
+        }
+        tracing::info!(invite = %token.redacted(), kind = kind.as_str(), "invite created");
+        self.get(&token).await
+    }
+
+    async fn account_missing(&self, user: &Username) -> Result<bool, AdminError> {
+        self.store
+            .get(user)
+            .await
+            .map(|a| a.is_none())
+            .map_err(|e| AdminError::Storage(e.to_string()))
+    }
+
+    pub async fn get(&self, token: &Token) -> Result<InviteView, AdminError> {
+        let invite = self.ledger.read(|l| l.get(token).cloned()).await?;
+        invite.map(|i| self.view(i)).ok_or(AdminError::NotFound)
+    }
+
+    pub async fn revoke(&self, token: &Token) -> Result<InviteView, AdminError> {
+        match self
+            .ledger
+            .propose(Command::Revoke {
+                token: token.clone(),
+            })
+            .await?
+        {
+            Outcome::Revoked => {
+                tracing::info!(invite = %token.redacted(), "invite revoked");
+                self.get(token).await
+            }
+            Outcome::Rejected(Rejection::UnknownToken) => Err(AdminError::NotFound),
+            other => Err(AdminError::FailedPrecondition(format!(
+                "unexpected: {other:?}"
+            ))),
+        }
+    }
+
+    /// One page, newest first. `after` is the cursor a previous page returned.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        page_size: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<InviteView>, Option<String>), AdminError> {
+        let now = now_millis();
+        let cursor = match after.filter(|c| !c.is_empty()) {
+            Some(c) => Some(parse_cursor(c)?),
+            None => None,
+        };
+        let mut matching: Vec<Invite> = self
+            .ledger
+            .read(|l| {
+                l.invites()
+                    .filter(|i| filter.kind.is_none_or(|k| k == i.spec.kind))
+                    .filter(|i| filter.status.is_none_or(|s| s == i.status(now)))
+                    .cloned()
+                    .collect()
+            })
+            .await?;
+        matching.sort_by_key(|i| std::cmp::Reverse(order_key(i)));
+        let start = match &cursor {
+            Some(c) => matching
+                .iter()
+                .position(|i| order_key(i) < (c.0, c.1.clone()))
+                .unwrap_or(matching.len()),
+            None => 0,
+        };
+        let page: Vec<Invite> = matching
+            .iter()
+            .skip(start)
+            .take(page_size)
+            .cloned()
+            .collect();
+        let next = (start + page.len() < matching.len())
+            .then(|| {
+                page.last()
+                    .map(|i| format!("{}.{}", i.spec.created_at, i.spec.token.as_str()))
+            })
+            .flatten();
+        Ok((page.into_iter().map(|i| self.view(i)).collect(), next))
+    }
+
+    pub fn view(&self, invite: Invite) -> InviteView {
+        let status = invite.status(now_millis());
+        let uri = invite_uri(&invite.spec, &self.config.domain);
+        let landing_url = self
+            .config
+            .web_base_url
+            .as_deref()
+            .map(|base| landing_url(base, &invite.spec.token));
+        InviteView {
+            invite,
+            status,
+            uri,
+            landing_url,
+        }
+    }
+}
+
+fn order_key(i: &Invite) -> (u64, String) {
+    (i.spec.created_at, i.spec.token.as_str().to_owned())
+}
+
+fn parse_cursor(c: &str) -> Result<(u64, String), AdminError> {
+    let (at, token) = c
+        .split_once('.')
+        .ok_or_else(|| invalid("malformed page token"))?;
+    let at = at.parse().map_err(|_| invalid("malformed page token"))?;
+    Ok((at, token.to_owned()))
+}

@@ -1,0 +1,201 @@
+//! Invites on the stream: the XEP-0445 preauth IQ, and registration as the saga
+//! of DESIGN.md — reserve a use through the ledger, write the account, commit
+//! the use — so that an invite is never spent more often than it allows.
+
+use super::iq::iq_result;
+use super::session::Session;
+use crate::accounts::{now_unix, Account, CreateOutcome, Credentials};
+use crate::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, Rejection, Token};
+use crate::ledger::now_millis;
+use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::jid::Username;
+use crate::xmpp::Element;
+
+pub const INVALID_INVITE: &str = "The invite token is invalid or expired";
+
+/// An invite the stream proved, and when.
+#[derive(Debug, Clone)]
+pub struct ValidatedInvite {
+    pub token: Token,
+    pub validated_at: u64,
+}
+
+fn invalid_invite() -> StanzaError {
+    StanzaError::new(ErrorType::Cancel, "item-not-found").with_text(INVALID_INVITE)
+}
+
+fn unavailable() -> StanzaError {
+    StanzaError::new(ErrorType::Wait, "internal-server-error")
+        .with_text("The invite service is unavailable; please try again later")
+}
+
+/// The stanza error for a ledger refusal during registration.
+fn refusal(r: Rejection) -> StanzaError {
+    match r {
+        Rejection::WrongUsername => StanzaError::new(ErrorType::Cancel, "forbidden")
+            .with_text("This invite is for another username"),
+        Rejection::NotAllowed => StanzaError::new(ErrorType::Cancel, "forbidden")
+            .with_text("This invite does not allow registration"),
+        _ => invalid_invite(),
+    }
+}
+
+impl Session {
+    pub(super) async fn on_preauth(&mut self, iq: &Element, preauth: &Element) {
+        let token = preauth.attr("token").and_then(Token::parse);
+        let Some(token) = token else {
+            return self.reply_error(iq, invalid_invite());
+        };
+        let now = now_millis();
+        let checked = self
+            .shared
+            .ledger
+            .read(|l| l.validate(&token, now).map(|_| ()))
+            .await;
+        match checked {
+            Ok(Ok(())) => {
+                tracing::debug!(peer = %self.peer, invite = %token.redacted(), "invite validated");
+                self.invite = Some(ValidatedInvite {
+                    token,
+                    validated_at: now,
+                });
+                self.send(&iq_result(iq));
+            }
+            Ok(Err(reason)) => {
+                tracing::debug!(peer = %self.peer, invite = %token.redacted(), %reason, "invite refused");
+                self.reply_error(iq, invalid_invite());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ledger read failed");
+                self.reply_error(iq, unavailable());
+            }
+        }
+    }
+
+    /// Registration with the stream's validated invite; the caller has checked
+    /// the username and password. After a success the stream's invite is gone,
+    /// so a second registration on it has none; after a taken username it stays.
+    pub(super) async fn register_with_invite(
+        &mut self,
+        iq: &Element,
+        invite: ValidatedInvite,
+        username: Username,
+        password: String,
+    ) {
+        let lease = self.shared.config.ledger.reservation_lease;
+        let reservation = crate::secrets::random_id(16);
+        let reserve = Command::Reserve {
+            token: invite.token.clone(),
+            reservation: reservation.clone(),
+            username: username.as_str().to_owned(),
+            purpose: Purpose::Register,
+            validated_at: invite.validated_at,
+            lease_until: now_millis() + lease.as_millis() as u64,
+        };
+        let spec = match self.shared.ledger.propose(reserve).await {
+            Ok(Outcome::Reserved(spec)) => spec,
+            Ok(Outcome::Rejected(r)) => {
+                if r != Rejection::WrongUsername {
+                    self.invite = None;
+                }
+                return self.reply_error(iq, refusal(r));
+            }
+            Ok(other) => {
+                tracing::error!(?other, "unexpected ledger answer to a reservation");
+                return self.reply_error(iq, unavailable());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reservation failed");
+                return self.reply_error(iq, unavailable());
+            }
+        };
+        crate::failpoint::hit("after-reserve");
+        let written = self
+            .write_account(&spec, &username, password, &reservation)
+            .await;
+        let Some(error) = written else {
+            crate::failpoint::hit("after-account-write");
+            self.invite = None;
+            // The account exists and names the reservation: if this commit is
+            // lost, the janitor commits it when the lease runs out.
+            if let Err(e) = self.propose_quietly(Command::Commit { reservation }).await {
+                tracing::warn!(error = %e, "commit deferred to the lease janitor");
+            }
+            tracing::info!(
+                peer = %self.peer,
+                user = %username,
+                invite = %spec.token.redacted(),
+                kind = spec.kind.as_str(),
+                "registered with an invite"
+            );
+            return self.send(&iq_result(iq));
+        };
+        // Nothing was written: give the use back at once rather than at lease end.
+        if let Err(e) = self.propose_quietly(Command::Release { reservation }).await {
+            tracing::warn!(error = %e, "release deferred to the lease janitor");
+        }
+        self.reply_error(iq, error);
+    }
+
+    /// Writes (or, for a reset, updates) the account. `None` on success, else
+    /// the error to send.
+    async fn write_account(
+        &mut self,
+        spec: &InviteSpec,
+        username: &Username,
+        password: String,
+        reservation: &str,
+    ) -> Option<StanzaError> {
+        let iterations = self.shared.config.scram_iterations;
+        let credentials = self
+            .shared
+            .cpu
+            .run(move || Credentials::derive(&password, iterations))
+            .await;
+        let Ok(credentials) = credentials else {
+            return Some(StanzaError::internal("Please try again later"));
+        };
+        let store = &self.shared.store;
+        if spec.kind == InviteKind::Reset {
+            return match store
+                .set_credentials(username, credentials, Some(reservation.to_owned()))
+                .await
+            {
+                Ok(true) => None,
+                Ok(false) => Some(invalid_invite()),
+                Err(e) => {
+                    tracing::error!(error = %e, "password reset failed in storage");
+                    Some(StanzaError::internal("Please try again later"))
+                }
+            };
+        }
+        let account = Account {
+            username: username.as_str().to_owned(),
+            credentials,
+            created_at: now_unix(),
+            roles: spec.roles.clone(),
+            reservation: Some(reservation.to_owned()),
+        };
+        match store.create(account).await {
+            Ok(CreateOutcome::Created) => None,
+            Ok(CreateOutcome::AlreadyExists) => Some(
+                StanzaError::new(ErrorType::Cancel, "conflict")
+                    .with_text("The requested username already exists."),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "registration failed in storage");
+                Some(StanzaError::internal("Please try again later"))
+            }
+        }
+    }
+
+    async fn propose_quietly(&self, command: Command) -> Result<(), crate::ledger::LedgerError> {
+        match self.shared.ledger.propose(command).await? {
+            Outcome::Rejected(r) => {
+                tracing::warn!(reason = %r, "ledger refused to resolve a reservation");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
