@@ -321,6 +321,14 @@ impl Client {
         self.request(iq).await
     }
 
+    /// XEP-0445: proves an invite token on this stream; returns the answer.
+    pub async fn preauth(&mut self, token: &str) -> Result<Element> {
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_child(Element::new("preauth", ns::PARS).with_attr("token", token));
+        self.request(iq).await
+    }
+
     pub async fn authenticate(
         &mut self,
         mech: Mech,

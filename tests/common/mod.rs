@@ -146,6 +146,20 @@ impl TestNode {
         let _ = child.wait();
     }
 
+    /// Changes a setting for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Registers with a fresh single-use invite made through the CLI.
+    pub async fn register_via_invite(&self, username: &str, password: &str) {
+        let token = self.invite(&[]);
+        let mut c = self.with_invite(&token).await;
+        let reply = c.register(username, password).await.expect("register");
+        assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    }
+
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node first");
         self.spawn();
@@ -214,6 +228,53 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
             panic!("usher did not exit within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl TestNode {
+    /// Runs `usher invite ARGS…` against this node.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_usher"))
+            .arg("invite")
+            .args(args)
+            .arg("--server")
+            .arg(format!("http://{}", self.admin_addr))
+            .arg("--token-file")
+            .arg(usher::admin::token::token_path(&self.data_dir))
+            .env_remove("USHER_ADMIN_ADDR")
+            .output()
+            .expect("run the usher CLI")
+    }
+
+    /// Creates an invite with the CLI; returns its token.
+    pub fn invite(&self, args: &[&str]) -> String {
+        let mut full = vec!["create"];
+        full.extend_from_slice(args);
+        let out = self.cli(&full);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        let uri = stdout.lines().last().expect("a URI line");
+        uri.split("preauth=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_else(|| panic!("no token in {uri}"))
+            .to_owned()
+    }
+
+    /// A TLS stream that has proved `token`; panics unless the server accepts it.
+    pub async fn with_invite(&self, token: &str) -> Client {
+        let mut c = self.connect_tls().await;
+        let reply = c.preauth(token).await.expect("preauth");
+        assert_eq!(
+            reply.attr("type"),
+            Some("result"),
+            "preauth refused: {reply:?}"
+        );
+        c
     }
 }
 
