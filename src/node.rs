@@ -74,6 +74,9 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         config.ledger.janitor_interval,
     );
 
+    // Before any listener is bound: whoever sees the port open can read the token.
+    let admin_token = crate::admin::token::load_or_create(config.admin_token.as_deref(), &data_dir)
+        .map_err(NodeError::AdminToken)?;
     let listener = TcpListener::bind(config.c2s_addr)
         .await
         .map_err(|source| NodeError::Bind {
@@ -88,8 +91,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             addr: config.admin_addr,
             source,
         })?;
-    let admin_token = crate::admin::token::load_or_create(config.admin_token.as_deref(), &data_dir)
-        .map_err(NodeError::AdminToken)?;
+
     let shared = Arc::new(C2sShared {
         config: config.clone(),
         store: store.clone(),
@@ -99,6 +101,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         registrations: RegistrationLimiter::new(config.limits.registrations_per_ip_per_minute),
         decoy_secret,
         connections: Arc::new(AtomicUsize::new(0)),
+        directory: Default::default(),
     });
     let arbiters: Vec<actix::Arbiter> = (0..cores).map(|_| actix::Arbiter::new()).collect();
     let handles = arbiters.iter().map(|a| a.handle()).collect();

@@ -122,7 +122,7 @@ async fn registration_needs_an_invite_and_spends_it_once() {
         "item-not-found",
         Some(INVALID),
     );
-    let show = String::from_utf8(node.cli(&["show", &token]).stdout).unwrap();
+    let show = node.show(&token);
     assert!(
         show.contains("state:    used-up") && show.contains("uses:     1/1"),
         "{show}"
@@ -149,7 +149,7 @@ async fn bad_username_or_taken_name_leave_the_invite_usable() {
         "conflict",
         Some("The requested username already exists."),
     );
-    let show = String::from_utf8(node.cli(&["show", &token]).stdout).unwrap();
+    let show = node.show(&token);
     assert!(show.contains("uses:     0/1 (0 pending)"), "{show}");
     // Same stream, same invite, a free name: it works.
     let reply = c.register("fresh", PASSWORD).await.unwrap();
@@ -278,7 +278,7 @@ async fn race(node: &TestNode, clients: usize, uses: u32, round: usize) {
         ok, uses as usize,
         "round {round}: {ok} registrations for {uses} uses"
     );
-    let show = String::from_utf8(node.cli(&["show", &token]).stdout).unwrap();
+    let show = node.show(&token);
     assert!(
         show.contains(&format!("uses:     {uses}/{uses} (0 pending)")),
         "{show}"
@@ -313,7 +313,7 @@ async fn invites_and_uses_survive_a_restart() {
     drop(c);
     assert!(node.stop().success());
     node.restart();
-    let show = String::from_utf8(node.cli(&["show", &token]).stdout).unwrap();
+    let show = node.show(&token);
     assert!(show.contains("uses:     1/2"), "{show}");
     let mut c = node.with_invite(&token).await;
     assert_eq!(
@@ -353,7 +353,7 @@ async fn crash_during_registration(failpoint: &str) -> (TestNode, String) {
 async fn wait_for(node: &TestNode, token: &str, needle: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let show = String::from_utf8(node.cli(&["show", token]).stdout).unwrap();
+        let show = node.show(&token);
         if show.contains(needle) {
             return show;
         }
@@ -396,6 +396,12 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
     let node = invite_only(&[]);
     let a = node.invite(&[]);
     let b = node.invite(&["--unlimited", "--ttl", "1h", "--role", "tester"]);
+    // Tokens may begin with '-': the CLI must still take them as tokens.
+    let out = node.cli(&["show", "-AAAAAAAAAAAAAAAAAAAAA"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such invite"),
+        "{out:?}"
+    );
     let list = String::from_utf8(node.cli(&["list"]).stdout).unwrap();
     assert!(list.contains(&a) && list.contains(&b), "{list}");
     let groups = String::from_utf8(node.cli(&["list", "--kind", "group"]).stdout).unwrap();

@@ -72,9 +72,16 @@ pub enum Action {
         state: Option<StateArg>,
     },
     /// Show one invite.
-    Show { token: String },
+    Show {
+        /// Tokens may start with '-' (URL-safe base64).
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+    },
     /// Revoke an invite.
-    Revoke { token: String },
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]

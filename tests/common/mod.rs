@@ -246,6 +246,17 @@ impl TestNode {
             .expect("run the usher CLI")
     }
 
+    /// `usher invite show TOKEN`; panics with the CLI's error if it fails.
+    pub fn show(&self, token: &str) -> String {
+        let out = self.cli(&["show", token]);
+        assert!(
+            out.status.success(),
+            "usher invite show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
     /// Creates an invite with the CLI; returns its token.
     pub fn invite(&self, args: &[&str]) -> String {
         let mut full = vec!["create"];
