@@ -321,6 +321,38 @@ impl Client {
         self.request(iq).await
     }
 
+    /// The roster as (jid, subscription, ask) triples.
+    pub async fn roster(&mut self) -> Result<Vec<(String, String, bool)>> {
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_child(Element::new("query", ns::ROSTER));
+        let reply = self.request(iq).await?;
+        Ok(reply
+            .get_child("query", ns::ROSTER)
+            .map(|q| {
+                q.children()
+                    .map(|i| {
+                        (
+                            i.attr("jid").unwrap_or_default().to_owned(),
+                            i.attr("subscription").unwrap_or_default().to_owned(),
+                            i.attr("ask") == Some("subscribe"),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Waits for the next stanza that `pred` accepts, skipping others.
+    pub async fn wait_for(&mut self, pred: impl Fn(&Element) -> bool) -> Result<Element> {
+        loop {
+            let el = self.next_stanza().await?;
+            if pred(&el) {
+                return Ok(el);
+            }
+        }
+    }
+
     /// XEP-0445: proves an invite token on this stream; returns the answer.
     pub async fn preauth(&mut self, token: &str) -> Result<Element> {
         let iq = Element::new("iq", ns::CLIENT)

@@ -7,11 +7,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Account, AccountStore, CreateOutcome, Credentials, StoreError};
+use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
 use crate::xmpp::jid::Username;
 
 /// username → account record (JSON, so fields can be added without migrations).
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// "user\0contact" → roster item (JSON); the user's items share a key prefix.
+const ROSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("rosters");
+
+fn roster_key(user: &str, jid: &str) -> String {
+    format!("{user}\0{jid}")
+}
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -36,6 +42,7 @@ impl EmbeddedStore {
         // Create the table up front so that reads never see it missing.
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(ACCOUNTS).map_err(unavailable)?;
+        txn.open_table(ROSTERS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -152,6 +159,94 @@ impl AccountStore for EmbeddedStore {
                 let removed = table.remove(name.as_str()).map_err(unavailable)?;
                 removed.is_some()
             };
+            {
+                let mut rosters = txn.open_table(ROSTERS).map_err(unavailable)?;
+                let (from, to) = (roster_key(&name, ""), roster_key(&name, "\u{10FFFF}"));
+                rosters
+                    .retain_in(from.as_str()..to.as_str(), |_, _| false)
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn roster(&self, username: &Username) -> Result<Vec<RosterItem>, StoreError> {
+        let name = username.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ROSTERS).map_err(unavailable)?;
+            let (from, to) = (roster_key(&name, ""), roster_key(&name, "\u{10FFFF}"));
+            let mut items = Vec::new();
+            for row in table
+                .range(from.as_str()..to.as_str())
+                .map_err(unavailable)?
+            {
+                let (_, bytes) = row.map_err(unavailable)?;
+                items.push(serde_json::from_slice(bytes.value()).map_err(|e| {
+                    StoreError::Corrupt {
+                        username: name.clone(),
+                        reason: format!("roster: {e}"),
+                    }
+                })?);
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn roster_item(
+        &self,
+        username: &Username,
+        jid: &str,
+    ) -> Result<Option<RosterItem>, StoreError> {
+        let key = roster_key(username.as_str(), jid);
+        let name = username.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ROSTERS).map_err(unavailable)?;
+            match table.get(key.as_str()).map_err(unavailable)? {
+                Some(bytes) => serde_json::from_slice(bytes.value())
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        username: name,
+                        reason: format!("roster: {e}"),
+                    }),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_roster_item(
+        &self,
+        username: &Username,
+        item: RosterItem,
+    ) -> Result<(), StoreError> {
+        let key = roster_key(username.as_str(), &item.jid);
+        self.blocking(move |db| {
+            let bytes = serde_json::to_vec(&item).map_err(unavailable)?;
+            let txn = db.begin_write().map_err(unavailable)?;
+            txn.open_table(ROSTERS)
+                .map_err(unavailable)?
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(unavailable)?;
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn remove_roster_item(&self, username: &Username, jid: &str) -> Result<bool, StoreError> {
+        let key = roster_key(username.as_str(), jid);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let existed = txn
+                .open_table(ROSTERS)
+                .map_err(unavailable)?
+                .remove(key.as_str())
+                .map_err(unavailable)?
+                .is_some();
             txn.commit().map_err(unavailable)?;
             Ok(existed)
         })
@@ -215,6 +310,44 @@ mod tests {
             .verify_password(crate::xmpp::sasl::HashAlg::Sha256, "new-password"));
         assert!(store.delete(&alice).await.unwrap());
         assert!(store.get(&alice).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn rosters_are_per_user_and_go_with_the_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("r.redb")).unwrap();
+        let alice = Username::parse("alice").unwrap();
+        let al = Username::parse("al").unwrap();
+        store.create(account("alice")).await.unwrap();
+        store.create(account("al")).await.unwrap();
+        let mut item = RosterItem::new("bob@localhost");
+        item.subscription = crate::accounts::Subscription::Both;
+        store.put_roster_item(&alice, item.clone()).await.unwrap();
+        store
+            .put_roster_item(&alice, RosterItem::new("carol@localhost"))
+            .await
+            .unwrap();
+        store
+            .put_roster_item(&al, RosterItem::new("x@localhost"))
+            .await
+            .unwrap();
+        assert_eq!(store.roster(&alice).await.unwrap().len(), 2);
+        assert_eq!(store.roster(&al).await.unwrap().len(), 1);
+        assert_eq!(
+            store.roster_item(&alice, "bob@localhost").await.unwrap(),
+            Some(item)
+        );
+        assert!(store
+            .remove_roster_item(&alice, "carol@localhost")
+            .await
+            .unwrap());
+        assert!(!store
+            .remove_roster_item(&alice, "carol@localhost")
+            .await
+            .unwrap());
+        store.delete(&alice).await.unwrap();
+        assert!(store.roster(&alice).await.unwrap().is_empty());
+        assert_eq!(store.roster(&al).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

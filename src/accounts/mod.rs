@@ -3,11 +3,13 @@
 
 pub mod credentials;
 pub mod embedded;
+pub mod roster;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use credentials::Credentials;
+pub use roster::{RosterItem, Subscription};
 
 use crate::xmpp::jid::Username;
 
@@ -58,8 +60,27 @@ pub trait AccountStore: Send + Sync + 'static {
         reservation: Option<String>,
     ) -> Result<bool, StoreError>;
 
-    /// Removes the account; false when there was none.
+    /// Removes the account and its roster; false when there was none.
     async fn delete(&self, username: &Username) -> Result<bool, StoreError>;
+
+    /// The user's roster, including stored inbound requests.
+    async fn roster(&self, username: &Username) -> Result<Vec<RosterItem>, StoreError>;
+
+    async fn roster_item(
+        &self,
+        username: &Username,
+        jid: &str,
+    ) -> Result<Option<RosterItem>, StoreError>;
+
+    /// Inserts or replaces the item for `item.jid`.
+    async fn put_roster_item(
+        &self,
+        username: &Username,
+        item: RosterItem,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the item; false when there was none.
+    async fn remove_roster_item(&self, username: &Username, jid: &str) -> Result<bool, StoreError>;
 
     /// Makes every completed write durable (called at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;

@@ -20,6 +20,27 @@ pub struct C2sConnection {
 
 impl Actor for C2sConnection {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(s) = self.session.as_mut() {
+            s.set_address(ctx.address().recipient());
+        }
+    }
+}
+
+/// A stanza for this stream from elsewhere on the node (roster push, presence).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub crate::xmpp::Element);
+
+impl Handler<Deliver> for C2sConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) {
+        if let Some(s) = self.session.as_mut() {
+            s.deliver(msg.0);
+        }
+    }
 }
 
 /// Bytes read from the socket.

@@ -121,6 +121,17 @@ impl Session {
             if let Err(e) = self.propose_quietly(Command::Commit { reservation }).await {
                 tracing::warn!(error = %e, "commit deferred to the lease janitor");
             }
+            // Side effects after the commit; each is idempotent.
+            if let Some(inviter) = spec
+                .inviter
+                .as_deref()
+                .filter(|_| spec.kind == InviteKind::Contact)
+                .and_then(|i| Username::parse(i).ok())
+            {
+                if let Err(e) = self.pair_with_inviter(&username, &inviter).await {
+                    tracing::error!(error = %e, "could not add the inviter as a contact");
+                }
+            }
             tracing::info!(
                 peer = %self.peer,
                 user = %username,

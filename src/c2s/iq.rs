@@ -40,6 +40,9 @@ impl Session {
         let is_set = iq.attr("type") == Some("set");
         match (payload.ns(), payload.name(), is_set) {
             (ns::REGISTER, "query", _) => self.on_register(&iq, &payload).await,
+            (ns::ROSTER, "query", _) if self.resource.is_some() => {
+                self.on_roster(&iq, &payload).await
+            }
             (ns::PARS, "preauth", true) if self.user.is_none() => {
                 self.on_preauth(&iq, &payload).await
             }
@@ -103,7 +106,7 @@ impl Session {
             None => format!("usher-{}", crate::secrets::random_id(6)),
         };
         let jid = format!("{}@{}/{}", user, self.domain(), resource);
-        self.resource = Some(resource);
+        self.bound(resource);
         let reply = iq_result(iq).with_child(
             Element::new("bind", ns::BIND).with_child(Element::new("jid", ns::BIND).with_text(jid)),
         );

@@ -3,12 +3,15 @@
 
 mod auth;
 pub mod connection;
+pub mod directory;
 mod invite;
 pub mod io;
 mod iq;
 pub mod listener;
+mod presence;
 pub mod rate_limit;
 mod register;
+mod roster;
 pub mod session;
 pub mod tls;
 
@@ -33,6 +36,8 @@ pub struct C2sShared {
     pub decoy_secret: Vec<u8>,
     /// Open connections, for `limits.max_connections`.
     pub connections: Arc<AtomicUsize>,
+    /// Bound sessions on this node.
+    pub directory: directory::SessionDirectory,
 }
 
 impl C2sShared {

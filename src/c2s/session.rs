@@ -4,9 +4,13 @@
 //! the next stanza is looked at.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use actix::Recipient;
+
 use super::auth::SaslState;
+use super::connection::Deliver;
 use super::io::{IoCommand, Outbox};
 use super::C2sShared;
 use crate::xmpp::errors::{ErrorType, StanzaError, StreamError};
@@ -14,6 +18,8 @@ use crate::xmpp::jid::{normalize_domain, Username};
 use crate::xmpp::reader::{ReadError, StreamEvent, StreamHeader, StreamReader};
 use crate::xmpp::sasl::Mechanism;
 use crate::xmpp::{ns, stream, Element};
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 pub struct Session {
     pub(super) shared: Arc<C2sShared>,
@@ -28,6 +34,11 @@ pub struct Session {
     pub(super) resource: Option<String>,
     /// The invite this unauthenticated stream proved (XEP-0445 preauth).
     pub(super) invite: Option<super::invite::ValidatedInvite>,
+    /// This stream's actor, for the session directory.
+    me: Option<Recipient<Deliver>>,
+    conn_id: u64,
+    /// Initial presence was sent (pending subscription requests go out then).
+    pub(super) available: bool,
     /// The peer must open a new stream (after STARTTLS or SASL success).
     restart: bool,
     closed: bool,
@@ -49,10 +60,39 @@ impl Session {
             user: None,
             resource: None,
             invite: None,
+            me: None,
+            conn_id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            available: false,
             restart: false,
             closed: false,
             outbuf: String::new(),
         }
+    }
+
+    pub(super) fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+
+    pub fn set_address(&mut self, me: Recipient<Deliver>) {
+        self.me = Some(me);
+    }
+
+    /// A stanza from elsewhere on the node; only bound streams take them.
+    pub fn deliver(&mut self, stanza: Element) {
+        if self.resource.is_some() && !self.closed {
+            self.send(&stanza);
+            self.flush();
+        }
+    }
+
+    /// Registers the bound resource in the session directory.
+    pub(super) fn bound(&mut self, resource: String) {
+        if let (Some(user), Some(me)) = (&self.user, &self.me) {
+            self.shared
+                .directory
+                .register(user, self.conn_id, &resource, me.clone());
+        }
+        self.resource = Some(resource);
     }
 
     pub fn domain(&self) -> &str {
@@ -216,9 +256,7 @@ impl Session {
                     self.stream_error(StreamError::new("not-authorized"))
                 }
                 "message" => self.on_message(stanza),
-                "presence" => {
-                    // Presence is not routed by this node yet; nothing to answer.
-                }
+                "presence" => self.on_presence(stanza).await,
                 other => tracing::debug!(element = other, "ignoring unknown element"),
             },
             other => tracing::debug!(namespace = other, "ignoring element of unknown namespace"),
@@ -283,6 +321,14 @@ fn read_error(e: &ReadError) -> StreamError {
             .with_app(Element::new("stanza-too-big", ns::XMPP_ERRORS)),
         ReadError::TooDeep(_) => {
             StreamError::new("policy-violation").with_text("XML is nested too deeply")
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let (Some(user), Some(_)) = (&self.user, &self.resource) {
+            self.shared.directory.unregister(user, self.conn_id);
         }
     }
 }

@@ -1,0 +1,67 @@
+//! Which users are online on this node, at which resources, and how to reach
+//! their connection actors: for roster pushes and presence subscriptions.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use actix::Recipient;
+
+use super::connection::Deliver;
+use crate::xmpp::jid::Username;
+use crate::xmpp::Element;
+
+struct Bound {
+    conn: u64,
+    resource: String,
+    addr: Recipient<Deliver>,
+}
+
+#[derive(Default)]
+pub struct SessionDirectory {
+    users: RwLock<HashMap<Username, Vec<Bound>>>,
+}
+
+impl SessionDirectory {
+    pub fn register(&self, user: &Username, conn: u64, resource: &str, addr: Recipient<Deliver>) {
+        if let Ok(mut users) = self.users.write() {
+            users.entry(user.clone()).or_default().push(Bound {
+                conn,
+                resource: resource.to_owned(),
+                addr,
+            });
+        }
+    }
+
+    pub fn unregister(&self, user: &Username, conn: u64) {
+        if let Ok(mut users) = self.users.write() {
+            if let Some(list) = users.get_mut(user) {
+                list.retain(|b| b.conn != conn);
+                if list.is_empty() {
+                    users.remove(user);
+                }
+            }
+        }
+    }
+
+    /// Sends a copy of `stanza` to each bound resource of `user` but the
+    /// connection `except`, addressed to that resource.
+    pub fn deliver_except(
+        &self,
+        user: &Username,
+        domain: &str,
+        stanza: &Element,
+        except: Option<u64>,
+    ) {
+        let Ok(users) = self.users.read() else {
+            return;
+        };
+        for b in users.get(user).into_iter().flatten() {
+            if Some(b.conn) == except {
+                continue;
+            }
+            let mut copy = stanza.clone();
+            copy.set_attr("to", format!("{user}@{domain}/{}", b.resource));
+            b.addr.do_send(Deliver(copy));
+        }
+    }
+}

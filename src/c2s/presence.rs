@@ -1,0 +1,251 @@
+//! Presence subscriptions between local users (RFC 6121 §3), and XEP-0379:
+//! a subscription request carrying a valid contact invite of the contact is
+//! approved on the contact's behalf, online or not.
+
+use super::session::Session;
+use crate::accounts::StoreError;
+use crate::invites::{Command, InviteKind, Outcome, Purpose, Token};
+use crate::ledger::now_millis;
+use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::jid::Username;
+use crate::xmpp::{ns, Element};
+
+impl Session {
+    pub(super) async fn on_presence(&mut self, presence: Element) {
+        let result = match presence.attr("type") {
+            None => {
+                if !self.available {
+                    self.available = true;
+                    self.send_pending_requests().await
+                } else {
+                    Ok(())
+                }
+            }
+            Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
+                self.on_subscription(kind, &presence).await
+            }
+            // Presence is not broadcast by this node; nothing else to do.
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "presence handling failed in storage");
+            self.reply_error(&presence, StanzaError::internal("Please try again later"));
+        }
+    }
+
+    /// A `presence` of `kind` from `from` to `user`'s bound resources.
+    pub(super) fn deliver_presence(&mut self, user: &Username, from: &str, kind: &str) {
+        let p = Element::new("presence", ns::CLIENT)
+            .with_attr("type", kind)
+            .with_attr("from", from);
+        if self.user.as_ref() == Some(user) {
+            self.send(&p);
+            self.shared
+                .directory
+                .deliver_except(user, self.domain(), &p, Some(self.conn_id()));
+        } else {
+            self.shared
+                .directory
+                .deliver_except(user, self.domain(), &p, None);
+        }
+    }
+
+    /// RFC 6121 §3.1.3: requests that came while the user was away.
+    async fn send_pending_requests(&mut self) -> Result<(), StoreError> {
+        let Some(user) = self.user.clone() else {
+            return Ok(());
+        };
+        let items = self.shared.store.roster(&user).await?;
+        for item in items.into_iter().filter(|i| i.pending_in) {
+            let p = Element::new("presence", ns::CLIENT)
+                .with_attr("type", "subscribe")
+                .with_attr("from", item.jid);
+            self.send(&p);
+        }
+        Ok(())
+    }
+
+    async fn on_subscription(&mut self, kind: &str, presence: &Element) -> Result<(), StoreError> {
+        let Some(user) = self.user.clone() else {
+            return Ok(());
+        };
+        let Some(to) = presence.attr("to") else {
+            return Ok(());
+        };
+        let Some(contact) = self.local_user(to) else {
+            // No server-to-server links: remote contacts cannot be reached.
+            if kind == "subscribe" {
+                let e = StanzaError::new(ErrorType::Cancel, "remote-server-not-found");
+                self.reply_error(presence, e);
+            }
+            return Ok(());
+        };
+        if contact == user {
+            return Ok(());
+        }
+        if self.shared.store.get(&contact).await?.is_none() {
+            if kind == "subscribe" {
+                self.reply_error(presence, StanzaError::service_unavailable());
+            }
+            return Ok(());
+        }
+        let me = self.bare_jid(&user);
+        let them = self.bare_jid(&contact);
+        let store = &self.shared.store;
+        let known = store.roster_item(&user, &them).await?.is_some()
+            || store.roster_item(&contact, &me).await?.is_some();
+        if !known && kind.starts_with("un") {
+            // Nothing to end: no roster items are made up for it.
+            return Ok(());
+        }
+        let mine = self.load_item(&user, &them).await?;
+        let theirs = self.load_item(&contact, &me).await?;
+        match kind {
+            "subscribe" => {
+                if let Some(token) = presence
+                    .get_child("preauth", ns::PARS)
+                    .and_then(|p| p.attr("token"))
+                    .and_then(Token::parse)
+                {
+                    if self.preapproved(&user, &contact, token).await? {
+                        return Ok(());
+                    }
+                }
+                let (mut mine, mut theirs) = (mine, theirs);
+                mine.sent_subscribe();
+                if theirs.subscription.has_from() {
+                    // Already approved: answer for the contact at once.
+                    mine.got_subscribed();
+                    self.save_and_push(&user, mine).await?;
+                    self.deliver_presence(&user, &them, "subscribed");
+                } else {
+                    self.save_and_push(&user, mine).await?;
+                    theirs.got_subscribe();
+                    self.save_and_push(&contact, theirs).await?;
+                    self.deliver_presence(&contact, &me, "subscribe");
+                }
+            }
+            "subscribed" => {
+                if !mine.pending_in {
+                    return Ok(());
+                }
+                let (mut mine, mut theirs) = (mine, theirs);
+                mine.sent_subscribed();
+                self.save_and_push(&user, mine).await?;
+                theirs.got_subscribed();
+                self.save_and_push(&contact, theirs).await?;
+                self.deliver_presence(&contact, &me, "subscribed");
+            }
+            "unsubscribe" => {
+                let (mut mine, mut theirs) = (mine, theirs);
+                mine.lose_to();
+                self.save_and_push(&user, mine).await?;
+                theirs.lose_from();
+                self.save_and_push(&contact, theirs).await?;
+                self.deliver_presence(&contact, &me, "unsubscribe");
+            }
+            _ => {
+                let (mut mine, mut theirs) = (mine, theirs);
+                mine.lose_from();
+                self.save_and_push(&user, mine).await?;
+                theirs.lose_to();
+                self.save_and_push(&contact, theirs).await?;
+                self.deliver_presence(&contact, &me, "unsubscribed");
+            }
+        }
+        Ok(())
+    }
+
+    /// XEP-0379. Returns false (an ordinary request follows) unless `token` is a
+    /// usable contact invite of `contact` and its use was reserved.
+    async fn preapproved(
+        &mut self,
+        user: &Username,
+        contact: &Username,
+        token: Token,
+    ) -> Result<bool, StoreError> {
+        let now = now_millis();
+        let fits = self
+            .shared
+            .ledger
+            .read(|l| {
+                l.validate(&token, now).is_ok_and(|i| {
+                    i.spec.kind == InviteKind::Contact
+                        && i.spec.inviter.as_deref() == Some(contact.as_str())
+                })
+            })
+            .await
+            .unwrap_or(false);
+        if !fits {
+            return Ok(false);
+        }
+        let reservation = crate::secrets::random_id(16);
+        let lease = self.shared.config.ledger.reservation_lease.as_millis() as u64;
+        let reserve = Command::Reserve {
+            token: token.clone(),
+            reservation: reservation.clone(),
+            username: user.as_str().to_owned(),
+            purpose: Purpose::Subscribe,
+            validated_at: now,
+            lease_until: now + lease,
+        };
+        if !matches!(
+            self.shared.ledger.propose(reserve).await,
+            Ok(Outcome::Reserved(_))
+        ) {
+            return Ok(false);
+        }
+        self.pair_preapproved(user, contact).await?;
+        if let Err(e) = self
+            .shared
+            .ledger
+            .propose(Command::Commit { reservation })
+            .await
+        {
+            tracing::warn!(error = %e, "subscription invite commit failed; the lease janitor will release it");
+        }
+        tracing::info!(user = %user, contact = %contact, invite = %token.redacted(), "subscription approved by invite");
+        Ok(true)
+    }
+
+    /// The contact approves the user and asks back: the user ends with `to`
+    /// (and a pending request), the contact with `from` (and an open ask).
+    async fn pair_preapproved(
+        &mut self,
+        user: &Username,
+        contact: &Username,
+    ) -> Result<(), StoreError> {
+        let me = self.bare_jid(user);
+        let them = self.bare_jid(contact);
+        let mut theirs = self.load_item(contact, &me).await?;
+        theirs.sent_subscribed();
+        theirs.sent_subscribe();
+        self.save_and_push(contact, theirs).await?;
+        let mut mine = self.load_item(user, &them).await?;
+        mine.got_subscribed();
+        mine.got_subscribe();
+        self.deliver_presence(user, &them, "subscribed");
+        self.save_and_push(user, mine).await?;
+        self.deliver_presence(user, &them, "subscribe");
+        Ok(())
+    }
+
+    /// After a contact invite created `user`: the inviter and the new user see
+    /// each other with `both`, and the inviter gets a roster push if online.
+    pub(super) async fn pair_with_inviter(
+        &mut self,
+        user: &Username,
+        inviter: &Username,
+    ) -> Result<(), StoreError> {
+        let me = self.bare_jid(user);
+        let them = self.bare_jid(inviter);
+        let mut theirs = self.load_item(inviter, &me).await?;
+        theirs.sent_subscribed();
+        theirs.got_subscribed();
+        self.save_and_push(inviter, theirs).await?;
+        let mut mine = self.load_item(user, &them).await?;
+        mine.sent_subscribed();
+        mine.got_subscribed();
+        self.shared.store.put_roster_item(user, mine).await
+    }
+}

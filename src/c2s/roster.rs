@@ -1,0 +1,208 @@
+//! RFC 6121 rosters: get, set (add, update, remove) and pushes to every bound
+//! resource of the user.
+
+use super::iq::iq_result;
+use super::session::Session;
+use crate::accounts::{RosterItem, StoreError};
+use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::jid::{normalize_domain, split_jid, Username};
+use crate::xmpp::{ns, Element};
+
+fn item_element(item: &RosterItem) -> Element {
+    let mut el = Element::new("item", ns::ROSTER)
+        .with_attr("jid", item.jid.clone())
+        .with_attr("subscription", item.subscription.as_str())
+        .with_opt_attr("name", item.name.as_deref());
+    if item.ask {
+        el.set_attr("ask", "subscribe");
+    }
+    for g in &item.groups {
+        el.push_child(Element::new("group", ns::ROSTER).with_text(g.clone()));
+    }
+    el
+}
+
+fn push_of(item: Element) -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", format!("push-{}", crate::secrets::random_id(6)))
+        .with_child(Element::new("query", ns::ROSTER).with_child(item))
+}
+
+impl Session {
+    pub(super) fn bare_jid(&self, user: &Username) -> String {
+        format!("{user}@{}", self.domain())
+    }
+
+    /// A local account's username from a JID of our domain (resource ignored).
+    pub(super) fn local_user(&self, jid: &str) -> Option<Username> {
+        let parts = split_jid(jid);
+        if normalize_domain(parts.domain) != self.domain() {
+            return None;
+        }
+        Username::parse(parts.local?).ok()
+    }
+
+    pub(super) async fn load_item(
+        &self,
+        user: &Username,
+        jid: &str,
+    ) -> Result<RosterItem, StoreError> {
+        Ok(self
+            .shared
+            .store
+            .roster_item(user, jid)
+            .await?
+            .unwrap_or_else(|| RosterItem::new(jid)))
+    }
+
+    /// Stores the item and pushes it to the user's bound resources (this
+    /// stream's own copy is written at once, others go through their actors).
+    pub(super) async fn save_and_push(
+        &mut self,
+        user: &Username,
+        item: RosterItem,
+    ) -> Result<(), StoreError> {
+        self.shared
+            .store
+            .put_roster_item(user, item.clone())
+            .await?;
+        if item.is_visible() {
+            self.push(user, item_element(&item));
+        }
+        Ok(())
+    }
+
+    pub(super) fn push(&mut self, user: &Username, item: Element) {
+        let push = push_of(item);
+        let own = self.user.as_ref() == Some(user);
+        self.shared.directory.deliver_except(
+            user,
+            self.domain(),
+            &push,
+            own.then_some(self.conn_id()),
+        );
+        if own {
+            if let Some(resource) = self.resource.clone() {
+                let mine = push.with_attr("to", format!("{}/{resource}", self.bare_jid(user)));
+                self.send(&mine);
+            }
+        }
+    }
+
+    pub(super) async fn on_roster(&mut self, iq: &Element, query: &Element) {
+        let Some(user) = self.user.clone() else {
+            return self.reply_error(iq, StanzaError::new(ErrorType::Auth, "not-authorized"));
+        };
+        if iq.attr("type") == Some("get") {
+            return match self.shared.store.roster(&user).await {
+                Ok(items) => {
+                    let mut q = Element::new("query", ns::ROSTER);
+                    for item in items.iter().filter(|i| i.is_visible()) {
+                        q.push_child(item_element(item));
+                    }
+                    self.send(&iq_result(iq).with_child(q));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "roster read failed");
+                    self.reply_error(iq, StanzaError::internal("Please try again later"));
+                }
+            };
+        }
+        let mut items = query.children().filter(|c| c.is("item", ns::ROSTER));
+        let (Some(item), None) = (items.next(), items.next()) else {
+            return self.reply_error(
+                iq,
+                StanzaError::bad_request("A roster set carries exactly one item"),
+            );
+        };
+        let Some(jid) = item.attr("jid").and_then(|j| self.normalize_contact(j)) else {
+            return self.reply_error(
+                iq,
+                StanzaError::bad_request("The item needs a valid bare JID"),
+            );
+        };
+        let result = if item.attr("subscription") == Some("remove") {
+            self.remove_contact(&user, &jid).await
+        } else {
+            let mut groups: Vec<String> = item
+                .children()
+                .filter(|g| g.is("group", ns::ROSTER))
+                .map(Element::text)
+                .collect();
+            groups.sort();
+            groups.dedup();
+            if groups.iter().any(|g| g.is_empty() || g.len() > 1023) {
+                return self.reply_error(
+                    iq,
+                    StanzaError::new(ErrorType::Modify, "not-acceptable")
+                        .with_text("Invalid group name"),
+                );
+            }
+            match self.load_item(&user, &jid).await {
+                Ok(mut existing) => {
+                    existing.name = item
+                        .attr("name")
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned);
+                    existing.groups = groups;
+                    // A set makes the item part of the roster even if it was only a request.
+                    existing.pending_in &=
+                        existing.subscription != crate::accounts::Subscription::None;
+                    self.save_and_push(&user, existing).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(()) => self.send(&iq_result(iq)),
+            Err(e) => {
+                tracing::error!(error = %e, "roster update failed");
+                self.reply_error(iq, StanzaError::internal("Please try again later"));
+            }
+        }
+    }
+
+    /// A contact's bare JID in canonical form, if it is one.
+    fn normalize_contact(&self, jid: &str) -> Option<String> {
+        let parts = split_jid(jid.trim());
+        if parts.resource.is_some() || parts.domain.is_empty() {
+            return None;
+        }
+        let domain = normalize_domain(parts.domain);
+        match parts.local {
+            Some(l) => {
+                let local = Username::parse(l).ok()?;
+                Some(format!("{local}@{domain}"))
+            }
+            None => Some(domain),
+        }
+    }
+
+    /// Roster removal (RFC 6121 §2.5): the subscriptions both ways end too.
+    async fn remove_contact(&mut self, user: &Username, jid: &str) -> Result<(), StoreError> {
+        let Some(item) = self.shared.store.roster_item(user, jid).await? else {
+            return Ok(());
+        };
+        if let Some(contact) = self.local_user(jid) {
+            let me = self.bare_jid(user);
+            if let Some(mut theirs) = self.shared.store.roster_item(&contact, &me).await? {
+                if item.subscription.has_to() || item.ask {
+                    theirs.lose_from();
+                    self.deliver_presence(&contact, &me, "unsubscribe");
+                }
+                if item.subscription.has_from() {
+                    theirs.lose_to();
+                    self.deliver_presence(&contact, &me, "unsubscribed");
+                }
+                self.save_and_push(&contact, theirs).await?;
+            }
+        }
+        self.shared.store.remove_roster_item(user, jid).await?;
+        let el = Element::new("item", ns::ROSTER)
+            .with_attr("jid", jid)
+            .with_attr("subscription", "remove");
+        self.push(user, el);
+        Ok(())
+    }
+}
