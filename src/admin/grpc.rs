@@ -20,6 +20,7 @@ impl From<AdminError> for Status {
         match e {
             AdminError::InvalidArgument(m) => Status::invalid_argument(m),
             AdminError::FailedPrecondition(m) => Status::failed_precondition(m),
+            AdminError::Conflict(m) => Status::already_exists(m),
             AdminError::NotFound => Status::not_found("no such invite"),
             AdminError::Unavailable(e) => Status::unavailable(e.to_string()),
             AdminError::Storage(m) => Status::unavailable(m),

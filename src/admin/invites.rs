@@ -22,6 +22,8 @@ pub enum AdminError {
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("no such invite")]
     NotFound,
     #[error(transparent)]
@@ -141,7 +143,7 @@ impl InviteAdmin {
                 }
                 if let Some(user) = &username {
                     if !self.account_missing(user).await? {
-                        return Err(AdminError::FailedPrecondition(format!(
+                        return Err(AdminError::Conflict(format!(
                             "the username '{user}' is taken"
                         )));
                     }

@@ -56,6 +56,14 @@ impl Session {
             (ns::DISCO_ITEMS, "query", false) if payload.attr("node").is_none() => {
                 self.send(&iq_result(&iq).with_child(Element::new("query", ns::DISCO_ITEMS)));
             }
+            (ns::DISCO_ITEMS, "query", false) if payload.attr("node") == Some(ns::COMMANDS) => {
+                if self.user.is_none() {
+                    return self.reply_error(&iq, StanzaError::service_unavailable());
+                }
+                let items = self.command_items().await;
+                self.send(&iq_result(&iq).with_child(items));
+            }
+            (ns::COMMANDS, "command", true) => self.on_command(&iq, &payload).await,
             _ => self.reply_error(&iq, StanzaError::service_unavailable()),
         }
     }
@@ -120,7 +128,7 @@ impl Session {
                 .with_attr("type", "im")
                 .with_attr("name", "usher"),
         );
-        let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING];
+        let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::COMMANDS];
         if self.shared.config.allow_registration {
             features.push(ns::REGISTER);
         }

@@ -1,6 +1,7 @@
 //! Client-to-server streams: one actix actor per TCP connection, driving a
 //! `Session` (the stream state machine) fed by an I/O pump that owns the socket.
 
+mod adhoc;
 mod auth;
 pub mod connection;
 pub mod directory;

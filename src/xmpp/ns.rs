@@ -20,3 +20,4 @@ pub const PARS: &str = "urn:xmpp:pars:0";
 pub const IBR_TOKEN: &str = "urn:xmpp:ibr-token:0";
 pub const INVITE: &str = "urn:xmpp:invite";
 pub const ROSTER: &str = "jabber:iq:roster";
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
