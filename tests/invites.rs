@@ -353,7 +353,7 @@ async fn crash_during_registration(failpoint: &str) -> (TestNode, String) {
 async fn wait_for(node: &TestNode, token: &str, needle: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let show = node.show(&token);
+        let show = node.show(token);
         if show.contains(needle) {
             return show;
         }
