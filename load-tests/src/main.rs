@@ -72,6 +72,24 @@ enum Scenario {
         /// Username prefix; a run id and a sequence number follow it.
         #[arg(long, default_value = "load")]
         prefix: String,
+        /// Prove this invite (XEP-0445) before each registration; use an
+        /// unlimited group invite for an invite-only node.
+        #[arg(long)]
+        invite: Option<String>,
+    },
+    /// The ledger alone, in this process: reserve+commit pairs through a
+    /// single-node Raft group on disk (a temporary directory).
+    Ledger {
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// Send every command as its own Raft entry.
+        #[arg(long)]
+        no_batching: bool,
+        /// Where the ledger lives [default: a temporary directory]
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Logins per second: connect, STARTTLS, SASL, bind, close.
     Login {
@@ -207,9 +225,90 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS line")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Ledger {
+        count,
+        concurrency,
+        no_batching,
+        dir,
+    } = cli.scenario
+    {
+        // The ledger's shard is an actix actor: it needs an actix System.
+        return actix_rt::System::new().block_on(ledger_scenario(
+            count,
+            concurrency,
+            !no_batching,
+            dir,
+        ));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(remote(cli))
+}
+
+async fn ledger_scenario(
+    count: usize,
+    concurrency: usize,
+    batching: bool,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, Token};
+    use usher::ledger::{now_millis, LedgerHandle, LedgerOptions};
+    let tmp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let ledger = LedgerHandle::open_single(&dir, LedgerOptions { batching }).await?;
+    let token = Token::generate();
+    let spec = InviteSpec {
+        token: token.clone(),
+        kind: InviteKind::Group,
+        username: None,
+        inviter: None,
+        allow_registration: false,
+        max_uses: None,
+        roles: vec![],
+        groups: vec![],
+        created_at: now_millis(),
+        expires_at: now_millis() + 3_600_000,
+        created_by: None,
+    };
+    ledger.propose(Command::Create(spec)).await?;
+    let label = if batching {
+        "ledger reserve+commit (batching)"
+    } else {
+        "ledger reserve+commit (no batching)"
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let ledger2 = ledger.clone();
+    run_closed_loop(label, count, concurrency, deadline, move |i| {
+        let (ledger, token) = (ledger2.clone(), token.clone());
+        async move {
+            let reservation = format!("r{i}");
+            let reserve = Command::Reserve {
+                token,
+                reservation: reservation.clone(),
+                username: format!("u{i}"),
+                purpose: Purpose::Register,
+                validated_at: now_millis(),
+                lease_until: now_millis() + 60_000,
+            };
+            match ledger.propose(reserve).await? {
+                Outcome::Reserved(_) => {}
+                other => bail!("reserve: {other:?}"),
+            }
+            match ledger.propose(Command::Commit { reservation }).await? {
+                Outcome::Committed => Ok(()),
+                other => bail!("commit: {other:?}"),
+            }
+        }
+    })
+    .await?;
+    ledger.shutdown().await;
+    Ok(())
+}
+
+async fn remote(cli: Cli) -> anyhow::Result<()> {
     // Thousands of sockets need more than the usual 1024 descriptors.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let target = Arc::new(Target {
@@ -222,19 +321,34 @@ async fn main() -> anyhow::Result<()> {
     });
     let deadline = Instant::now() + Duration::from_secs(cli.deadline);
     match cli.scenario {
+        // Runs in-process, from main.
+        Scenario::Ledger { .. } => bail!("the ledger scenario does not use a server"),
         Scenario::Register {
             count,
             concurrency,
             prefix,
+            invite,
         } => {
             let run = usher::secrets::random_id(4)
                 .to_lowercase()
                 .replace(['-', '_'], "x");
-            run_closed_loop("register", count, concurrency, deadline, move |i| {
+            let label = if invite.is_some() {
+                "register with invite"
+            } else {
+                "register"
+            };
+            run_closed_loop(label, count, concurrency, deadline, move |i| {
                 let target = target.clone();
                 let name = format!("{prefix}{run}n{i}");
+                let invite = invite.clone();
                 async move {
                     let mut c = target.connect_tls().await?;
+                    if let Some(token) = invite {
+                        let reply = c.preauth(&token).await?;
+                        if reply.attr("type") != Some("result") {
+                            bail!("invite refused: {reply:?}");
+                        }
+                    }
                     let reply = c.register(&name, "load-password-1").await?;
                     if reply.attr("type") != Some("result") {
                         bail!("refused: {reply:?}");

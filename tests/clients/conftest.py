@@ -63,6 +63,18 @@ class Node:
                 time.sleep(0.02)
         raise RuntimeError(f"usher did not listen in time:\n{self.log()}")
 
+    def invite(self, *args: str) -> str:
+        """Creates an invite with the usher CLI; returns its token."""
+        out = subprocess.run(
+            [usher_binary(), "invite", "create", *args,
+             "--server", f"http://127.0.0.1:{self.admin_port}",
+             "--token-file", str(self.data_dir / "admin.token")],
+            capture_output=True, text=True, timeout=30, env={"PATH": self.env["PATH"]},
+        )
+        assert out.returncode == 0, out.stderr
+        uri = out.stdout.strip().splitlines()[-1]
+        return uri.split("preauth=")[1].split(";")[0]
+
     @property
     def cert(self) -> pathlib.Path:
         return self.data_dir / "tls" / f"{DOMAIN}.crt"
@@ -80,5 +92,13 @@ class Node:
 @pytest.fixture
 def node():
     n = Node({})
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def invite_node():
+    """A node in its default mode: registration by invitation only."""
+    n = Node({"USHER_REGISTRATION_INVITE_ONLY": "true"})
     yield n
     n.stop()

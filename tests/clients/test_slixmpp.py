@@ -6,6 +6,8 @@ import asyncio
 import pytest
 import slixmpp
 from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from conftest import DOMAIN
 
@@ -29,14 +31,41 @@ def make_client(node, user, password, **kwargs):
     return client
 
 
-async def register_and_login(node, user, password):
-    """Registers through XEP-0077 on the secured stream, then logs in on it."""
+async def preauth(client, token):
+    """XEP-0445 preauth IQ. slixmpp has no plugin for it and holds back IQs
+    before the session starts, so write it raw and catch the answer by id."""
+    iq_id = "preauth-" + token[:6]
+    answer = asyncio.get_running_loop().create_future()
+
+    def on_answer(iq):
+        if not answer.done():
+            answer.set_result(iq)
+
+    client.register_handler(Callback("preauth answer", StanzaPath(f"iq@id={iq_id}"), on_answer))
+    client.send_raw(
+        f"<iq type='set' id='{iq_id}'><preauth xmlns='urn:xmpp:pars:0' token='{token}'/></iq>"
+    )
+    try:
+        return await asyncio.wait_for(answer, TIMEOUT)
+    finally:
+        client.remove_handler("preauth answer")
+
+
+async def register_and_login(node, user, password, token=None):
+    """Registers through XEP-0077 on the secured stream (proving `token` first,
+    as XEP-0445 clients do), then logs in on it."""
     client = make_client(node, user, password)
     client.register_plugin("xep_0077")
     client.plugin["xep_0077"].force_registration = True
     outcome = Outcome()
 
     async def on_register(_form):
+        if token is not None:
+            reply = await preauth(client, token)
+            if reply["type"] != "result":
+                outcome.set(("preauth-error", reply["error"]["condition"], reply["error"]["text"]))
+                client.disconnect()
+                return
         iq = client.Iq()
         iq["type"] = "set"
         iq["register"]["username"] = client.boundjid.user
@@ -109,5 +138,24 @@ def test_taken_username_is_a_conflict(node):
         assert kind == "session"
         result = await register_and_login(node, "slixtaken", "another password")
         assert result == ("register-error", "conflict", "The requested username already exists.")
+
+    asyncio.run(scenario())
+
+
+def test_register_with_an_invite_as_xep0445_clients_do(invite_node):
+    async def scenario():
+        token = invite_node.invite()
+        kind, jid = await register_and_login(invite_node, "invited", PASSWORD, token)
+        assert kind == "session", (kind, jid, invite_node.log())
+        assert jid.startswith("invited@localhost/")
+        # Spent: a second client with the same token is refused at preauth.
+        again = await register_and_login(invite_node, "second", PASSWORD, token)
+        assert again == ("preauth-error", "item-not-found", "The invite token is invalid or expired")
+        # And without any invite, an invite-only node refuses registration.
+        refused = await register_and_login(invite_node, "noinvite", PASSWORD)
+        assert refused == (
+            "register-error", "not-acceptable",
+            "Registration on this server is through invitation only",
+        )
 
     asyncio.run(scenario())
