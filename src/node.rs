@@ -77,20 +77,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     // Before any listener is bound: whoever sees the port open can read the token.
     let admin_token = crate::admin::token::load_or_create(config.admin_token.as_deref(), &data_dir)
         .map_err(NodeError::AdminToken)?;
-    let listener = TcpListener::bind(config.c2s_addr)
-        .await
-        .map_err(|source| NodeError::Bind {
-            key: "c2s_addr",
-            addr: config.c2s_addr,
-            source,
-        })?;
-    let admin_listener = TcpListener::bind(config.admin_addr)
-        .await
-        .map_err(|source| NodeError::Bind {
-            key: "admin_addr",
-            addr: config.admin_addr,
-            source,
-        })?;
+    let listener = bind("c2s_addr", config.c2s_addr).await?;
+    let admin_listener = bind("admin_addr", config.admin_addr).await?;
 
     let shared = Arc::new(C2sShared {
         config: config.clone(),
@@ -163,6 +151,12 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     store.flush().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn bind(key: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { key, addr, source })
 }
 
 async fn wait_for_signal() -> Result<(), NodeError> {

@@ -171,9 +171,7 @@ async fn a_username_bound_invite_refuses_other_names() {
     let reply = c.register("bound", PASSWORD).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
     // Binding to a taken name is refused at creation.
-    let out = node.cli(&["create", "--username", "bound"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
+    assert_cli_error(node.cli(&["create", "--username", "bound"]), "taken");
 }
 
 #[tokio::test]
@@ -204,10 +202,24 @@ async fn reset_invites_replace_the_password() {
             Auth::Success
         );
     }
+    // Reset invites live one day unless told otherwise; others seven.
+    let reset = node.invite(&["--reset", "resetme"]);
+    let lifetime = |token: &str| {
+        let out = node.cli(&["--json", "show", token]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let at = |k: &str| humantime::parse_rfc3339(json[k].as_str().unwrap()).unwrap();
+        at("expires_at")
+            .duration_since(at("created_at"))
+            .unwrap()
+            .as_secs()
+    };
+    assert_eq!(lifetime(&reset), 24 * 3600);
+    assert_eq!(lifetime(&node.invite(&[])), 7 * 24 * 3600);
     // A reset invite is for an existing account only.
-    let out = node.cli(&["create", "--reset", "ghost"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no account 'ghost'"));
+    assert_cli_error(
+        node.cli(&["create", "--reset", "ghost"]),
+        "no account 'ghost'",
+    );
 }
 
 #[tokio::test]
@@ -420,17 +432,11 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
     assert!(revoked.contains(&a) && !revoked.contains(&b), "{revoked}");
 
     // Errors: one line on stderr, exit 1.
-    let one_line_error = |out: std::process::Output, needle: &str| {
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(needle), "{err}");
-    };
-    one_line_error(
+    assert_cli_error(
         node.cli(&["show", "AAAAAAAAAAAAAAAAAAAAAA"]),
         "no such invite",
     );
-    one_line_error(node.cli(&["create", "--uses", "0"]), "at least 1");
+    assert_cli_error(node.cli(&["create", "--uses", "0"]), "at least 1");
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-token-at-all").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
@@ -444,7 +450,7 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
         .arg(wrong.path())
         .output()
         .unwrap();
-    one_line_error(out, "refused the token");
+    assert_cli_error(out, "refused the token");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
         .args([
             "invite",
@@ -456,5 +462,5 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
         .arg(wrong.path())
         .output()
         .unwrap();
-    one_line_error(out, "cannot reach the admin API");
+    assert_cli_error(out, "cannot reach the admin API");
 }

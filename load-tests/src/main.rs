@@ -136,6 +136,12 @@ impl Target {
         Ok(Client::connect_tls(self.addr, &self.domain, &self.trust).await?)
     }
 
+    async fn login(&self, mech: Mech, user: &str, password: &str) -> anyhow::Result<Client> {
+        let (c, _) =
+            Client::login(self.addr, &self.domain, &self.trust, mech, user, password).await?;
+        Ok(c)
+    }
+
     /// Registers `user` unless it exists already.
     async fn ensure_account(&self, user: &str, password: &str) -> anyhow::Result<()> {
         let mut c = self.connect_tls().await?;
@@ -371,15 +377,7 @@ async fn remote(cli: Cli) -> anyhow::Result<()> {
                 let target = target.clone();
                 let (user, password) = (user.clone(), password.clone());
                 async move {
-                    let (c, _) = Client::login(
-                        target.addr,
-                        &target.domain,
-                        &target.trust,
-                        mech,
-                        &user,
-                        &password,
-                    )
-                    .await?;
+                    let c = target.login(mech, &user, &password).await?;
                     c.close().await?;
                     Ok(())
                 }
@@ -407,15 +405,7 @@ async fn remote(cli: Cli) -> anyhow::Result<()> {
                     let (target, keep) = (target.clone(), keep.clone());
                     let (user, password) = (user.clone(), password.clone());
                     async move {
-                        let (c, _) = Client::login(
-                            target.addr,
-                            &target.domain,
-                            &target.trust,
-                            Mech::ScramSha256,
-                            &user,
-                            &password,
-                        )
-                        .await?;
+                        let c = target.login(Mech::ScramSha256, &user, &password).await?;
                         keep.lock().await.push(c);
                         Ok(())
                     }

@@ -293,3 +293,76 @@ fn parse_cursor(c: &str) -> Result<(u64, String), AdminError> {
     let at = at.parse().map_err(|_| invalid("malformed page token"))?;
     Ok((at, token.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::embedded::EmbeddedStore;
+    use crate::ledger::LedgerOptions;
+
+    #[actix_rt::test]
+    async fn pages_newest_first_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = LedgerHandle::open_single(dir.path(), LedgerOptions { batching: true })
+            .await
+            .unwrap();
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
+        let admin = InviteAdmin {
+            ledger: ledger.clone(),
+            store,
+            config: Arc::new(Config::default()),
+        };
+        let mut made = Vec::new();
+        for _ in 0..5 {
+            made.push(
+                admin
+                    .create(NewInvite::default())
+                    .await
+                    .unwrap()
+                    .invite
+                    .spec,
+            );
+        }
+        let group = NewInvite {
+            kind: Some(InviteKind::Group),
+            unlimited: true,
+            ..NewInvite::default()
+        };
+        admin.create(group).await.unwrap();
+        // Defaults: one use, seven days.
+        assert_eq!(made[0].max_uses, Some(1));
+        assert_eq!(
+            made[0].expires_at - made[0].created_at,
+            7 * 24 * 3600 * 1000
+        );
+
+        let filter = ListFilter {
+            kind: Some(InviteKind::Account),
+            status: None,
+        };
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) = admin.list(&filter, 2, cursor.as_deref()).await.unwrap();
+            assert!(page.len() <= 2);
+            seen.extend(page.into_iter().map(|v| v.invite.spec));
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            5,
+            "each account invite once, the group one filtered out"
+        );
+        let mut expected = made.clone();
+        expected.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.token.as_str().to_owned())));
+        assert_eq!(seen, expected);
+        assert!(matches!(
+            admin.list(&filter, 2, Some("garbage")).await,
+            Err(AdminError::InvalidArgument(_))
+        ));
+        ledger.shutdown().await;
+    }
+}

@@ -3,12 +3,15 @@
 //! approved on the contact's behalf, online or not.
 
 use super::session::Session;
-use crate::accounts::StoreError;
+use crate::accounts::{RosterItem, StoreError};
 use crate::invites::{Command, InviteKind, Outcome, Purpose, Token};
 use crate::ledger::now_millis;
 use crate::xmpp::errors::{ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::{ns, Element};
+
+/// One side of a subscription change: whose roster, the item, what happens to it.
+type Side<'a> = (&'a Username, RosterItem, fn(&mut RosterItem));
 
 impl Session {
     pub(super) async fn on_presence(&mut self, presence: Element) {
@@ -125,34 +128,42 @@ impl Session {
                     self.deliver_presence(&contact, &me, "subscribe");
                 }
             }
+            "subscribed" if !mine.pending_in => {}
             "subscribed" => {
-                if !mine.pending_in {
-                    return Ok(());
-                }
-                let (mut mine, mut theirs) = (mine, theirs);
-                mine.sent_subscribed();
-                self.save_and_push(&user, mine).await?;
-                theirs.got_subscribed();
-                self.save_and_push(&contact, theirs).await?;
-                self.deliver_presence(&contact, &me, "subscribed");
+                let mine: Side = (&user, mine, RosterItem::sent_subscribed);
+                let theirs: Side = (&contact, theirs, RosterItem::got_subscribed);
+                self.transition(kind, mine, theirs).await?;
             }
             "unsubscribe" => {
-                let (mut mine, mut theirs) = (mine, theirs);
-                mine.lose_to();
-                self.save_and_push(&user, mine).await?;
-                theirs.lose_from();
-                self.save_and_push(&contact, theirs).await?;
-                self.deliver_presence(&contact, &me, "unsubscribe");
+                let mine: Side = (&user, mine, RosterItem::lose_to);
+                let theirs: Side = (&contact, theirs, RosterItem::lose_from);
+                self.transition(kind, mine, theirs).await?;
             }
             _ => {
-                let (mut mine, mut theirs) = (mine, theirs);
-                mine.lose_from();
-                self.save_and_push(&user, mine).await?;
-                theirs.lose_to();
-                self.save_and_push(&contact, theirs).await?;
-                self.deliver_presence(&contact, &me, "unsubscribed");
+                let mine: Side = (&user, mine, RosterItem::lose_from);
+                let theirs: Side = (&contact, theirs, RosterItem::lose_to);
+                self.transition(kind, mine, theirs).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Applies a subscription change to both rosters (each side: whose roster,
+    /// the item, the change), pushes both, and tells the contact with `kind`.
+    async fn transition(
+        &mut self,
+        kind: &str,
+        mine: Side<'_>,
+        theirs: Side<'_>,
+    ) -> Result<(), StoreError> {
+        let (user, mut item, change) = mine;
+        change(&mut item);
+        self.save_and_push(user, item).await?;
+        let (contact, mut item, change) = theirs;
+        change(&mut item);
+        self.save_and_push(contact, item).await?;
+        let me = self.bare_jid(user);
+        self.deliver_presence(contact, &me, kind);
         Ok(())
     }
 

@@ -310,6 +310,14 @@ pub fn assert_iq_error(reply: &Element, kind: &str, condition: &str, text: Optio
     }
 }
 
+/// A CLI failure: exit 1 and one line on stderr mentioning `needle`.
+pub fn assert_cli_error(out: std::process::Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(needle), "{err}");
+}
+
 /// The defined condition and text of a stream error element.
 pub fn stream_error(el: &Element) -> (String, Option<String>) {
     assert!(el.is("error", ns::STREAM), "not a stream error: {el:?}");
