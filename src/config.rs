@@ -52,6 +52,103 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: Limits,
     pub ledger: LedgerConfig,
+    /// Accounts in ScyllaDB (or another CQL database) when `scylla.nodes` is set.
+    pub scylla: ScyllaConfig,
+}
+
+/// CQL consistency levels usher uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CqlConsistency {
+    One,
+    Quorum,
+    LocalQuorum,
+    EachQuorum,
+    All,
+}
+
+impl From<CqlConsistency> for scylla::frame::types::Consistency {
+    fn from(c: CqlConsistency) -> Self {
+        use scylla::frame::types::Consistency as C;
+        match c {
+            CqlConsistency::One => C::One,
+            CqlConsistency::Quorum => C::Quorum,
+            CqlConsistency::LocalQuorum => C::LocalQuorum,
+            CqlConsistency::EachQuorum => C::EachQuorum,
+            CqlConsistency::All => C::All,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CqlSerialConsistency {
+    Serial,
+    LocalSerial,
+}
+
+impl From<CqlSerialConsistency> for scylla::frame::types::SerialConsistency {
+    fn from(c: CqlSerialConsistency) -> Self {
+        use scylla::frame::types::SerialConsistency as S;
+        match c {
+            CqlSerialConsistency::Serial => S::Serial,
+            CqlSerialConsistency::LocalSerial => S::LocalSerial,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScyllaConfig {
+    /// Contact points (`host:port`); in the environment a comma-separated list.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    /// With it, the keyspace uses NetworkTopologyStrategy in this datacenter.
+    pub local_datacenter: Option<String>,
+    /// Replicas per row when usher creates the keyspace (use 3 in production).
+    pub replication_factor: u32,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub consistency: CqlConsistency,
+    pub serial_consistency: CqlSerialConsistency,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ScyllaConfig {
+    fn default() -> Self {
+        ScyllaConfig {
+            nodes: Vec::new(),
+            keyspace: "usher".into(),
+            local_datacenter: None,
+            replication_factor: 1,
+            username: None,
+            password: None,
+            consistency: CqlConsistency::LocalQuorum,
+            serial_consistency: CqlSerialConsistency::LocalSerial,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Accepts `["a:9042", "b:9042"]` (TOML) or `"a:9042,b:9042"` (environment).
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +233,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: Limits::default(),
             ledger: LedgerConfig::default(),
+            scylla: ScyllaConfig::default(),
         }
     }
 }
@@ -238,6 +336,25 @@ impl Config {
         }
         if self.ledger.janitor_interval.is_zero() {
             return Err(invalid("ledger.janitor_interval", "must be more than zero"));
+        }
+        let ks = &self.scylla.keyspace;
+        if ks.is_empty()
+            || ks.len() > 48
+            || !ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(invalid(
+                "scylla.keyspace",
+                "use 1 to 48 letters, digits or underscores",
+            ));
+        }
+        if self.scylla.replication_factor == 0 {
+            return Err(invalid("scylla.replication_factor", "must be at least 1"));
+        }
+        if self.scylla.username.is_some() != self.scylla.password.is_some() {
+            return Err(invalid(
+                "scylla",
+                "set both `scylla.username` and `scylla.password`, or neither",
+            ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(invalid(

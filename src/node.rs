@@ -58,8 +58,16 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let decoy_secret =
         crate::secrets::load_or_create(&data_dir.join("decoy.secret"), 32).map_err(dir_error)?;
     let tls = crate::c2s::tls::acceptor(&config)?;
-    let store: Arc<dyn AccountStore> =
-        Arc::new(EmbeddedStore::open(&data_dir.join("accounts.redb"))?);
+    let store: Arc<dyn AccountStore> = if config.scylla.nodes.is_empty() {
+        Arc::new(EmbeddedStore::open(&data_dir.join("accounts.redb"))?)
+    } else {
+        tracing::info!(
+            nodes = ?config.scylla.nodes,
+            keyspace = %config.scylla.keyspace,
+            "accounts in the CQL database"
+        );
+        Arc::new(crate::accounts::scylla::ScyllaStore::connect(&config.scylla).await?)
+    };
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ledger = LedgerHandle::open_single(
         &data_dir,

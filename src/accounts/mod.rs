@@ -1,9 +1,12 @@
 //! Accounts: the `AccountStore` trait every backend implements, and the SCRAM
 //! credentials stored in place of passwords.
 
+#[cfg(test)]
+mod contract;
 pub mod credentials;
 pub mod embedded;
 pub mod roster;
+pub mod scylla;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

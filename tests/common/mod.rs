@@ -56,6 +56,13 @@ impl TestNode {
                 ("USHER_LOG".into(), "usher=debug".into()),
             ],
         };
+        // With TEST_CQL_NODE (host:port) set, accounts live in that CQL
+        // database, in a keyspace of this node's own.
+        if let Ok(cql) = std::env::var("TEST_CQL_NODE") {
+            let keyspace = format!("usher_t_{}", unique("").replace('-', "_"));
+            node.env.push(("USHER_SCYLLA__NODES".into(), cql));
+            node.env.push(("USHER_SCYLLA__KEYSPACE".into(), keyspace));
+        }
         for (k, v) in env {
             node.env.retain(|(key, _)| key != k);
             node.env.push(((*k).into(), (*v).into()));
