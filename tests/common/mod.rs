@@ -135,6 +135,13 @@ impl TestNode {
         Trust::Pinned(usher::c2s::tls::generated_paths(&self.data_dir, DOMAIN).0)
     }
 
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
