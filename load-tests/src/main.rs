@@ -77,6 +77,17 @@ enum Scenario {
         #[arg(long)]
         invite: Option<String>,
     },
+    /// usher's CQL account store alone, in this process: account inserts
+    /// (INSERT ... IF NOT EXISTS, a lightweight transaction) against a CQL
+    /// database, in a fresh keyspace.
+    CqlInsert {
+        #[arg(long, default_value = "127.0.0.1:9042")]
+        node: String,
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+    },
     /// The ledger alone, in this process: reserve+commit pairs through a
     /// single-node Raft group on disk (a temporary directory).
     Ledger {
@@ -248,10 +259,55 @@ fn main() -> anyhow::Result<()> {
             dir,
         ));
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(remote(cli))
+        .build()?;
+    if let Scenario::CqlInsert {
+        node,
+        count,
+        concurrency,
+    } = cli.scenario
+    {
+        return runtime.block_on(cql_insert_scenario(node, count, concurrency));
+    }
+    runtime.block_on(remote(cli))
+}
+
+async fn cql_insert_scenario(node: String, count: usize, concurrency: usize) -> anyhow::Result<()> {
+    use usher::accounts::scylla::ScyllaStore;
+    use usher::accounts::{Account, AccountStore, CreateOutcome, Credentials};
+    let keyspace = format!(
+        "usher_load_{}",
+        usher::secrets::random_id(6)
+            .to_lowercase()
+            .replace('-', "_")
+    );
+    let config = usher::config::ScyllaConfig {
+        nodes: vec![node],
+        keyspace,
+        ..Default::default()
+    };
+    let store = Arc::new(ScyllaStore::connect(&config).await?);
+    // Derived once: this measures the database round trip, not PBKDF2.
+    let credentials = Credentials::derive("load-password-1", 4096);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    run_closed_loop("cql insert (LWT)", count, concurrency, deadline, move |i| {
+        let (store, credentials) = (store.clone(), credentials.clone());
+        async move {
+            let account = Account {
+                username: format!("u{i}"),
+                credentials,
+                created_at: 0,
+                roles: vec![],
+                reservation: None,
+            };
+            match store.create(account).await? {
+                CreateOutcome::Created => Ok(()),
+                CreateOutcome::AlreadyExists => bail!("u{i} exists"),
+            }
+        }
+    })
+    .await
 }
 
 async fn ledger_scenario(
@@ -328,7 +384,9 @@ async fn remote(cli: Cli) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(cli.deadline);
     match cli.scenario {
         // Runs in-process, from main.
-        Scenario::Ledger { .. } => bail!("the ledger scenario does not use a server"),
+        Scenario::Ledger { .. } | Scenario::CqlInsert { .. } => {
+            bail!("this scenario runs in-process")
+        }
         Scenario::Register {
             count,
             concurrency,
