@@ -66,7 +66,12 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             keyspace = %config.scylla.keyspace,
             "accounts in the CQL database"
         );
-        Arc::new(crate::accounts::scylla::ScyllaStore::connect(&config.scylla).await?)
+        let signal = async {
+            let _ = wait_for_signal().await;
+        };
+        Arc::new(
+            crate::accounts::scylla::ScyllaStore::connect_patiently(&config.scylla, signal).await?,
+        )
     };
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ledger = LedgerHandle::open_single(

@@ -164,6 +164,11 @@ async fn registrations_survive_a_database_outage() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    assert!(
+        node.log().contains("the CQL database answers again"),
+        "{}",
+        node.log()
+    );
     // Every account that exists is whole; the refused ones do not exist.
     for name in ["before", "after"] {
         assert_eq!(
@@ -179,4 +184,32 @@ async fn registrations_survive_a_database_outage() {
         );
     }
     assert!(node.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_its_database_waits_for_it() {
+    if cql().is_none() {
+        return;
+    }
+    let db = OwnCql { port: 9242 };
+    let contact = "127.0.0.1:9242";
+    let mut node = TestNode::launch(&[
+        ("USHER_SCYLLA__NODES", contact),
+        ("USHER_SCYLLA__KEYSPACE", "usher_late"),
+    ]);
+    // No database yet: the node waits rather than exiting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(node.is_running(), "the node gave up:\n{}", node.log());
+    assert!(
+        node.log().contains("waiting for the CQL database"),
+        "{}",
+        node.log()
+    );
+    db.cql_db("start", false);
+    node.wait_ready();
+    node.register("patient", PASSWORD).await;
+    assert_eq!(
+        node.auth(Mech::ScramSha256, "patient", PASSWORD).await,
+        Auth::Success
+    );
 }

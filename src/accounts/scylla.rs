@@ -8,6 +8,9 @@ use ::scylla::client::session_builder::SessionBuilder;
 use ::scylla::response::query_result::QueryResult;
 use ::scylla::statement::prepared::PreparedStatement;
 use ::scylla::value::{CqlValue, Row};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
@@ -41,6 +44,9 @@ struct Statements {
 pub struct ScyllaStore {
     session: Session,
     st: Statements,
+    /// Whether the last request got an answer, so that losing and regaining
+    /// the database is logged once each, not per request.
+    reachable: AtomicBool,
 }
 
 impl ScyllaStore {
@@ -135,7 +141,56 @@ impl ScyllaStore {
             )
             .await?,
         };
-        Ok(ScyllaStore { session, st })
+        Ok(ScyllaStore {
+            session,
+            st,
+            reachable: AtomicBool::new(true),
+        })
+    }
+
+    /// Connects, retrying with backoff while the database cannot be reached
+    /// (a node may start before its database). Gives up only on `give_up`.
+    pub async fn connect_patiently(
+        config: &ScyllaConfig,
+        give_up: impl std::future::Future<Output = ()>,
+    ) -> Result<ScyllaStore, StoreError> {
+        tokio::pin!(give_up);
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match Self::connect(config).await {
+                Ok(store) => return Ok(store),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "waiting for the CQL database");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut give_up => return Err(e),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Runs a prepared statement, noting when the database goes away or comes back.
+    async fn run(
+        &self,
+        statement: &PreparedStatement,
+        values: impl ::scylla::serialize::row::SerializeRow,
+    ) -> Result<QueryResult, StoreError> {
+        match self.session.execute_unpaged(statement, values).await {
+            Ok(result) => {
+                if !self.reachable.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the CQL database answers again");
+                }
+                Ok(result)
+            }
+            Err(e) => {
+                if self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "the CQL database stopped answering; requests fail until it is back");
+                }
+                Err(unavailable(e))
+            }
+        }
     }
 }
 
@@ -169,8 +224,7 @@ impl AccountStore for ScyllaStore {
         let credentials = serde_json::to_string(&account.credentials).map_err(unavailable)?;
         let created_at = i64::try_from(account.created_at).unwrap_or(i64::MAX);
         let result = self
-            .session
-            .execute_unpaged(
+            .run(
                 &self.st.insert_account,
                 (
                     &account.username,
@@ -180,8 +234,7 @@ impl AccountStore for ScyllaStore {
                     &account.reservation,
                 ),
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         Ok(if applied(result)? {
             CreateOutcome::Created
         } else {
@@ -191,11 +244,7 @@ impl AccountStore for ScyllaStore {
 
     async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
         let name = username.as_str();
-        let result = self
-            .session
-            .execute_unpaged(&self.st.select_account, (name,))
-            .await
-            .map_err(unavailable)?;
+        let result = self.run(&self.st.select_account, (name,)).await?;
         let rows = result.into_rows_result().map_err(unavailable)?;
         type Cols = (
             Option<String>,
@@ -231,45 +280,31 @@ impl AccountStore for ScyllaStore {
         let name = username.as_str();
         let result = match reservation {
             Some(r) => {
-                self.session
-                    .execute_unpaged(
-                        &self.st.update_credentials_reservation,
-                        (credentials, r, name),
-                    )
-                    .await
+                self.run(
+                    &self.st.update_credentials_reservation,
+                    (credentials, r, name),
+                )
+                .await
             }
             None => {
-                self.session
-                    .execute_unpaged(&self.st.update_credentials, (credentials, name))
+                self.run(&self.st.update_credentials, (credentials, name))
                     .await
             }
-        }
-        .map_err(unavailable)?;
+        }?;
         applied(result)
     }
 
     async fn delete(&self, username: &Username) -> Result<bool, StoreError> {
         let name = username.as_str();
-        let result = self
-            .session
-            .execute_unpaged(&self.st.delete_account, (name,))
-            .await
-            .map_err(unavailable)?;
+        let result = self.run(&self.st.delete_account, (name,)).await?;
         let existed = applied(result)?;
-        self.session
-            .execute_unpaged(&self.st.delete_roster, (name,))
-            .await
-            .map_err(unavailable)?;
+        self.run(&self.st.delete_roster, (name,)).await?;
         Ok(existed)
     }
 
     async fn roster(&self, username: &Username) -> Result<Vec<RosterItem>, StoreError> {
         let name = username.as_str();
-        let result = self
-            .session
-            .execute_unpaged(&self.st.select_roster, (name,))
-            .await
-            .map_err(unavailable)?;
+        let result = self.run(&self.st.select_roster, (name,)).await?;
         texts(result)?
             .iter()
             .map(|t| serde_json::from_str(t).map_err(|e| corrupt(name, e)))
@@ -282,11 +317,7 @@ impl AccountStore for ScyllaStore {
         jid: &str,
     ) -> Result<Option<RosterItem>, StoreError> {
         let name = username.as_str();
-        let result = self
-            .session
-            .execute_unpaged(&self.st.select_roster_item, (name, jid))
-            .await
-            .map_err(unavailable)?;
+        let result = self.run(&self.st.select_roster_item, (name, jid)).await?;
         match texts(result)?.first() {
             Some(t) => serde_json::from_str(t)
                 .map(Some)
@@ -301,22 +332,18 @@ impl AccountStore for ScyllaStore {
         item: RosterItem,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(&item).map_err(unavailable)?;
-        self.session
-            .execute_unpaged(
-                &self.st.upsert_roster_item,
-                (username.as_str(), &item.jid, json),
-            )
-            .await
-            .map_err(unavailable)?;
+        self.run(
+            &self.st.upsert_roster_item,
+            (username.as_str(), &item.jid, json),
+        )
+        .await?;
         Ok(())
     }
 
     async fn remove_roster_item(&self, username: &Username, jid: &str) -> Result<bool, StoreError> {
         let result = self
-            .session
-            .execute_unpaged(&self.st.delete_roster_item, (username.as_str(), jid))
-            .await
-            .map_err(unavailable)?;
+            .run(&self.st.delete_roster_item, (username.as_str(), jid))
+            .await?;
         applied(result)
     }
 

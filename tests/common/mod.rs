@@ -38,6 +38,13 @@ impl TestNode {
 
     /// A node with extra `USHER_*` settings (they override the test defaults).
     pub fn start_with(env: &[(&str, &str)]) -> TestNode {
+        let mut node = Self::launch(env);
+        node.wait_ready();
+        node
+    }
+
+    /// Starts the process without waiting for it to listen (see `wait_ready`).
+    pub fn launch(env: &[(&str, &str)]) -> TestNode {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut node = TestNode {
@@ -67,7 +74,7 @@ impl TestNode {
             node.env.retain(|(key, _)| key != k);
             node.env.push(((*k).into(), (*v).into()));
         }
-        node.spawn();
+        node.spawn_process();
         node
     }
 
@@ -88,6 +95,11 @@ impl TestNode {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_ready();
+    }
+
+    fn spawn_process(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -100,10 +112,10 @@ impl TestNode {
             .spawn()
             .expect("start usher");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until both ports listen; panics with the log if the node exits.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let up = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
