@@ -26,6 +26,20 @@ async fn stream_error_after(
     (condition, text, el)
 }
 
+/// Writes `bytes` on a raw TCP connection and returns all the server sends
+/// until it closes the connection.
+async fn raw_exchange(node: &TestNode, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    raw.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut out))
+        .await
+        .expect("closed in time")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 #[tokio::test]
 async fn malformed_xml_is_not_well_formed() {
     let node = TestNode::start();
@@ -54,17 +68,11 @@ async fn malformed_xml_is_not_well_formed() {
 async fn doctype_entities_and_processing_instructions_are_restricted() {
     let node = TestNode::start();
     // A DOCTYPE before the stream header.
-    let mut raw = tokio::net::TcpStream::connect(node.addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    raw.write_all(b"<?xml version='1.0'?><!DOCTYPE stream [<!ENTITY x 'y'>]>")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut out))
-        .await
-        .expect("closed in time")
-        .unwrap();
-    let out = String::from_utf8(out).unwrap();
+    let out = raw_exchange(
+        &node,
+        b"<?xml version='1.0'?><!DOCTYPE stream [<!ENTITY x 'y'>]>",
+    )
+    .await;
     assert!(
         out.contains("<restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
         "{out}"
@@ -158,7 +166,6 @@ async fn other_stanzas_before_tls_end_the_stream() {
 #[tokio::test]
 async fn stream_header_checks() {
     let node = TestNode::start();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     for (header, expected) in [
         (
             "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>",
@@ -177,14 +184,7 @@ async fn stream_header_checks() {
             "unsupported-version",
         ),
     ] {
-        let mut raw = tokio::net::TcpStream::connect(node.addr).await.unwrap();
-        raw.write_all(header.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut out))
-            .await
-            .expect("closed in time")
-            .unwrap();
-        let out = String::from_utf8(out).unwrap();
+        let out = raw_exchange(&node, header.as_bytes()).await;
         assert!(out.starts_with("<?xml version='1.0'?><stream:stream "), "{out}");
         assert!(out.contains(&format!("<{expected} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>")), "{header}: {out}");
     }

@@ -303,6 +303,18 @@ mod tests {
         }
     }
 
+    fn commit(id: &str) -> Command {
+        Command::Commit {
+            reservation: id.into(),
+        }
+    }
+
+    fn release(id: &str) -> Command {
+        Command::Release {
+            reservation: id.into(),
+        }
+    }
+
     fn reserve(token: &Token, id: &str, user: &str, at: Millis) -> Command {
         Command::Reserve {
             token: token.clone(),
@@ -334,40 +346,18 @@ mod tests {
             Outcome::Rejected(Rejection::UsedUp)
         );
         // Released (username taken, say): the use is free again.
+        assert_eq!(l.apply(release("r1")), Outcome::Released);
+        assert_eq!(l.apply(release("r1")), Outcome::Released);
         assert_eq!(
-            l.apply(Command::Release {
-                reservation: "r1".into()
-            }),
-            Outcome::Released
-        );
-        assert_eq!(
-            l.apply(Command::Release {
-                reservation: "r1".into()
-            }),
-            Outcome::Released
-        );
-        assert_eq!(
-            l.apply(Command::Commit {
-                reservation: "r1".into()
-            }),
+            l.apply(commit("r1")),
             Outcome::Rejected(Rejection::AlreadyResolved)
         );
         assert!(matches!(
             l.apply(reserve(&t, "r2", "b", 10)),
             Outcome::Reserved(_)
         ));
-        assert_eq!(
-            l.apply(Command::Commit {
-                reservation: "r2".into()
-            }),
-            Outcome::Committed
-        );
-        assert_eq!(
-            l.apply(Command::Commit {
-                reservation: "r2".into()
-            }),
-            Outcome::Committed
-        );
+        assert_eq!(l.apply(commit("r2")), Outcome::Committed);
+        assert_eq!(l.apply(commit("r2")), Outcome::Committed);
         assert_eq!(l.get(&t).unwrap().uses, 1);
         assert_eq!(l.validate(&t, 10).unwrap_err(), Rejection::UsedUp);
     }
@@ -447,19 +437,13 @@ mod tests {
         assert_eq!(expired, ["a"]);
         // Pending reservations keep an expired invite from being forgotten.
         assert_eq!(l.apply(Command::Sweep { before: 5000 }), Outcome::Swept(0));
-        l.apply(Command::Commit {
-            reservation: "a".into(),
-        });
-        l.apply(Command::Release {
-            reservation: "b".into(),
-        });
+        l.apply(commit("a"));
+        l.apply(release("b"));
         assert_eq!(l.apply(Command::Sweep { before: 500 }), Outcome::Swept(0));
         assert_eq!(l.apply(Command::Sweep { before: 5000 }), Outcome::Swept(1));
         assert!(l.get(&t).is_none());
         assert_eq!(
-            l.apply(Command::Commit {
-                reservation: "a".into()
-            }),
+            l.apply(commit("a")),
             Outcome::Rejected(Rejection::UnknownReservation)
         );
     }
