@@ -21,6 +21,8 @@ pub struct Config {
     pub c2s_addr: SocketAddr,
     /// Where the gRPC admin API listens (keep it private).
     pub admin_addr: SocketAddr,
+    /// The HTTP listener: `/metrics`, `/health`, `/ready`, invite pages.
+    pub http_addr: SocketAddr,
     /// Bearer token of the admin API; unset: one is generated at first start
     /// in `DATA_DIR/admin.token`, readable by the owner only.
     pub admin_token: Option<String>,
@@ -206,6 +208,7 @@ impl Default for Config {
             domain: "localhost".into(),
             c2s_addr: SocketAddr::from(([0, 0, 0, 0], 5222)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 5290)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 5280)),
             admin_token: None,
             data_dir: PathBuf::from("usher-data"),
             allow_registration: true,

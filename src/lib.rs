@@ -11,6 +11,8 @@ pub mod config;
 pub mod failpoint;
 pub mod invites;
 pub mod ledger;
+pub mod metrics;
 pub mod node;
 pub mod secrets;
+pub mod web;
 pub mod xmpp;

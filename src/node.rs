@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::accounts::embedded::EmbeddedStore;
+use crate::accounts::metered::MeteredStore;
 use crate::accounts::{AccountStore, StoreError};
 use crate::blocking_pool::CpuPool;
 use crate::c2s::rate_limit::RegistrationLimiter;
@@ -16,6 +17,7 @@ use crate::c2s::tls::TlsError;
 use crate::c2s::{listener, C2sShared};
 use crate::config::Config;
 use crate::ledger::{LedgerError, LedgerHandle, LedgerOptions};
+use crate::web::{HttpState, Readiness};
 
 /// How long open streams get to close after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +45,8 @@ pub enum NodeError {
     Ledger(#[from] LedgerError),
     #[error("waiting for signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Runs the node until a shutdown signal. Must be called inside the actix
@@ -58,6 +62,23 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let decoy_secret =
         crate::secrets::load_or_create(&data_dir.join("decoy.secret"), 32).map_err(dir_error)?;
     let tls = crate::c2s::tls::acceptor(&config)?;
+
+    // HTTP first: probes and metrics answer while storage is still coming up.
+    let metrics = crate::metrics::install()?;
+    let readiness = Arc::new(Readiness::default());
+    let http_listener = bind("http_addr", config.http_addr).await?;
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(crate::web::serve(
+        http_listener,
+        HttpState {
+            readiness: readiness.clone(),
+            metrics,
+        },
+        async move {
+            let _ = http_stop_rx.await;
+        },
+    ));
+
     let store: Arc<dyn AccountStore> = if config.scylla.nodes.is_empty() {
         Arc::new(EmbeddedStore::open(&data_dir.join("accounts.redb"))?)
     } else {
@@ -73,6 +94,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             crate::accounts::scylla::ScyllaStore::connect_patiently(&config.scylla, signal).await?,
         )
     };
+    let store: Arc<dyn AccountStore> = Arc::new(MeteredStore(store));
+    let _ = readiness.store.set(store.clone());
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ledger = LedgerHandle::open_single(
         &data_dir,
@@ -81,6 +104,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         },
     )
     .await?;
+    let _ = readiness.ledger.set(ledger.clone());
     let janitor = crate::ledger::spawn_janitor(
         ledger.clone(),
         store.clone(),
@@ -134,6 +158,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         domain = %config.domain,
         c2s = %config.c2s_addr,
         admin = %config.admin_addr,
+        http = %config.http_addr,
         data_dir = %config.data_dir.display(),
         invite_only = config.registration_invite_only,
         "usher is serving"
@@ -141,6 +166,9 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
 
     wait_for_signal().await?;
     tracing::info!("shutting down: closing client streams");
+    readiness
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = shutdown_tx.send(true);
     let _ = accept.await;
     match admin.await {
@@ -160,6 +188,10 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         arbiter.stop();
     }
     janitor.abort();
+    let _ = http_stop_tx.send(());
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!(error = %e, "HTTP listener ended with an error");
+    }
     ledger.shutdown().await;
     store.flush().await?;
     tracing::info!("stopped");

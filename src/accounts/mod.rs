@@ -5,6 +5,7 @@
 mod contract;
 pub mod credentials;
 pub mod embedded;
+pub mod metered;
 pub mod roster;
 pub mod scylla;
 
@@ -87,6 +88,11 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Makes every completed write durable (called at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Whether the store answers now (for `/ready`).
+    async fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 pub fn now_unix() -> u64 {

@@ -351,4 +351,12 @@ impl AccountStore for ScyllaStore {
         // Writes are acknowledged by the database at the configured consistency.
         Ok(())
     }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        // A read at the configured consistency of a name no account can have
+        // (usernames never contain spaces): proves a quorum answers.
+        self.run(&self.st.select_account, (" ready check",))
+            .await
+            .map(|_| ())
+    }
 }

@@ -89,9 +89,11 @@ impl Session {
 
     fn sasl_failure(&mut self, error: SaslError) {
         self.send(&error.to_element());
+        metrics::counter!(crate::metrics::SASL, "outcome" => "failure").increment(1);
         if error == SaslError::NotAuthorized {
             self.auth_failures += 1;
             if self.auth_failures >= self.shared.config.limits.max_auth_failures {
+                crate::metrics::rate_limit_hit("sasl_failures");
                 self.stream_error(
                     StreamError::new("policy-violation")
                         .with_text("Too many failed authentication attempts"),
@@ -106,6 +108,7 @@ impl Session {
             el = el.with_text(sasl::encode_payload(data));
         }
         self.send(&el);
+        metrics::counter!(crate::metrics::SASL, "outcome" => "success").increment(1);
         self.authenticated(user);
     }
 

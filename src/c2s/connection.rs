@@ -115,6 +115,8 @@ pub struct ConnectionGuard(Arc<AtomicUsize>);
 impl ConnectionGuard {
     pub fn new(counter: Arc<AtomicUsize>) -> Self {
         counter.fetch_add(1, Ordering::SeqCst);
+        metrics::counter!(crate::metrics::CONNECTIONS_TOTAL).increment(1);
+        metrics::gauge!(crate::metrics::CONNECTIONS_OPEN).increment(1.0);
         ConnectionGuard(counter)
     }
 }
@@ -122,6 +124,7 @@ impl ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!(crate::metrics::CONNECTIONS_OPEN).decrement(1.0);
     }
 }
 

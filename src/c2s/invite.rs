@@ -29,6 +29,22 @@ fn unavailable() -> StanzaError {
         .with_text("The invite service is unavailable; please try again later")
 }
 
+fn preauth_outcome(outcome: &'static str) {
+    metrics::counter!(crate::metrics::PREAUTH, "outcome" => outcome).increment(1);
+}
+
+fn store_unavailable() -> StanzaError {
+    StanzaError::internal("Account storage is unavailable; please try again later")
+}
+
+/// Why an account write did not succeed, and whether it may still have landed.
+enum WriteFailure {
+    /// Certainly not written: the use can be given back at once.
+    NotWritten(StanzaError),
+    /// The store failed mid-request; the write may have applied.
+    Unknown(StanzaError),
+}
+
 /// The stanza error for a ledger refusal during registration.
 fn refusal(r: Rejection) -> StanzaError {
     match r {
@@ -44,6 +60,7 @@ impl Session {
     pub(super) async fn on_preauth(&mut self, iq: &Element, preauth: &Element) {
         let token = preauth.attr("token").and_then(Token::parse);
         let Some(token) = token else {
+            preauth_outcome("invalid");
             return self.reply_error(iq, invalid_invite());
         };
         let now = now_millis();
@@ -55,6 +72,7 @@ impl Session {
         match checked {
             Ok(Ok(())) => {
                 tracing::debug!(peer = %self.peer, invite = %token.redacted(), "invite validated");
+                preauth_outcome("valid");
                 self.invite = Some(ValidatedInvite {
                     token,
                     validated_at: now,
@@ -63,10 +81,12 @@ impl Session {
             }
             Ok(Err(reason)) => {
                 tracing::debug!(peer = %self.peer, invite = %token.redacted(), %reason, "invite refused");
+                preauth_outcome("invalid");
                 self.reply_error(iq, invalid_invite());
             }
             Err(e) => {
                 tracing::error!(error = %e, "ledger read failed");
+                preauth_outcome("unavailable");
                 self.reply_error(iq, unavailable());
             }
         }
@@ -81,7 +101,7 @@ impl Session {
         invite: ValidatedInvite,
         username: Username,
         password: String,
-    ) {
+    ) -> Result<(), StanzaError> {
         let lease = self.shared.config.ledger.reservation_lease;
         let reservation = crate::secrets::random_id(16);
         let reserve = Command::Reserve {
@@ -98,65 +118,91 @@ impl Session {
                 if r != Rejection::WrongUsername {
                     self.invite = None;
                 }
-                return self.reply_error(iq, refusal(r));
+                return Err(refusal(r));
             }
             Ok(other) => {
                 tracing::error!(?other, "unexpected ledger answer to a reservation");
-                return self.reply_error(iq, unavailable());
+                return Err(unavailable());
             }
             Err(e) => {
                 tracing::error!(error = %e, "reservation failed");
-                return self.reply_error(iq, unavailable());
+                return Err(unavailable());
             }
         };
         crate::failpoint::hit("after-reserve");
         let written = self
             .write_account(&spec, &username, password, &reservation)
             .await;
-        let Some(error) = written else {
-            crate::failpoint::hit("after-account-write");
-            self.invite = None;
-            // The account exists and names the reservation: if this commit is
-            // lost, the janitor commits it when the lease runs out.
-            if let Err(e) = self.propose_quietly(Command::Commit { reservation }).await {
-                tracing::warn!(error = %e, "commit deferred to the lease janitor");
+        match written {
+            Ok(()) => {
+                self.finish_registration(iq, spec, username, reservation)
+                    .await;
+                Ok(())
             }
-            // Side effects after the commit; each is idempotent.
-            if let Some(inviter) = spec
-                .inviter
-                .as_deref()
-                .filter(|_| spec.kind == InviteKind::Contact)
-                .and_then(|i| Username::parse(i).ok())
-            {
-                if let Err(e) = self.pair_with_inviter(&username, &inviter).await {
-                    tracing::error!(error = %e, "could not add the inviter as a contact");
+            Err(WriteFailure::NotWritten(error)) => {
+                // Nothing was written: give the use back at once, not at lease end.
+                if let Err(e) = self.propose_quietly(Command::Release { reservation }).await {
+                    tracing::warn!(error = %e, "release deferred to the lease janitor");
                 }
+                Err(error)
             }
-            tracing::info!(
-                peer = %self.peer,
-                user = %username,
-                invite = %spec.token.redacted(),
-                kind = spec.kind.as_str(),
-                "registered with an invite"
-            );
-            return self.send(&iq_result(iq));
-        };
-        // Nothing was written: give the use back at once rather than at lease end.
-        if let Err(e) = self.propose_quietly(Command::Release { reservation }).await {
-            tracing::warn!(error = %e, "release deferred to the lease janitor");
+            Err(WriteFailure::Unknown(error)) => {
+                // The store may have applied the write before failing (a timeout
+                // after the request left): only the janitor, which looks for the
+                // account when the lease ends, can tell whether the use was spent.
+                tracing::warn!(
+                    invite = %spec.token.redacted(),
+                    "account write outcome unknown; the lease janitor settles the invite use"
+                );
+                Err(error)
+            }
         }
-        self.reply_error(iq, error);
     }
 
-    /// Writes (or, for a reset, updates) the account. `None` on success, else
-    /// the error to send.
+    /// Commits the use of a registration whose account is written, then does
+    /// the idempotent side effects.
+    async fn finish_registration(
+        &mut self,
+        iq: &Element,
+        spec: InviteSpec,
+        username: Username,
+        reservation: String,
+    ) {
+        crate::failpoint::hit("after-account-write");
+        self.invite = None;
+        // The account exists and names the reservation: if this commit is
+        // lost, the janitor commits it when the lease runs out.
+        if let Err(e) = self.propose_quietly(Command::Commit { reservation }).await {
+            tracing::warn!(error = %e, "commit deferred to the lease janitor");
+        }
+        if let Some(inviter) = spec
+            .inviter
+            .as_deref()
+            .filter(|_| spec.kind == InviteKind::Contact)
+            .and_then(|i| Username::parse(i).ok())
+        {
+            if let Err(e) = self.pair_with_inviter(&username, &inviter).await {
+                tracing::error!(error = %e, "could not add the inviter as a contact");
+            }
+        }
+        tracing::info!(
+            peer = %self.peer,
+            user = %username,
+            invite = %spec.token.redacted(),
+            kind = spec.kind.as_str(),
+            "registered with an invite"
+        );
+        self.send(&iq_result(iq));
+    }
+
+    /// Writes (or, for a reset, updates) the account.
     async fn write_account(
         &mut self,
         spec: &InviteSpec,
         username: &Username,
         password: String,
         reservation: &str,
-    ) -> Option<StanzaError> {
+    ) -> Result<(), WriteFailure> {
         let iterations = self.shared.config.scram_iterations;
         let credentials = self
             .shared
@@ -164,7 +210,9 @@ impl Session {
             .run(move || Credentials::derive(&password, iterations))
             .await;
         let Ok(credentials) = credentials else {
-            return Some(StanzaError::internal("Please try again later"));
+            return Err(WriteFailure::NotWritten(StanzaError::internal(
+                "Please try again later",
+            )));
         };
         let store = &self.shared.store;
         if spec.kind == InviteKind::Reset {
@@ -172,11 +220,11 @@ impl Session {
                 .set_credentials(username, credentials, Some(reservation.to_owned()))
                 .await
             {
-                Ok(true) => None,
-                Ok(false) => Some(invalid_invite()),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(WriteFailure::NotWritten(invalid_invite())),
                 Err(e) => {
                     tracing::error!(error = %e, "password reset failed in storage");
-                    Some(StanzaError::internal("Please try again later"))
+                    Err(WriteFailure::Unknown(store_unavailable()))
                 }
             };
         }
@@ -188,14 +236,14 @@ impl Session {
             reservation: Some(reservation.to_owned()),
         };
         match store.create(account).await {
-            Ok(CreateOutcome::Created) => None,
-            Ok(CreateOutcome::AlreadyExists) => Some(
+            Ok(CreateOutcome::Created) => Ok(()),
+            Ok(CreateOutcome::AlreadyExists) => Err(WriteFailure::NotWritten(
                 StanzaError::new(ErrorType::Cancel, "conflict")
                     .with_text("The requested username already exists."),
-            ),
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "registration failed in storage");
-                Some(StanzaError::internal("Please try again later"))
+                Err(WriteFailure::Unknown(store_unavailable()))
             }
         }
     }

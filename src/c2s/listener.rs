@@ -35,6 +35,7 @@ pub async fn accept_loop(
         let open = shared.connections.load(Ordering::SeqCst);
         if open >= shared.config.limits.max_connections {
             tracing::warn!(%peer, open, "connection refused: limits.max_connections reached");
+            crate::metrics::rate_limit_hit("max_connections");
             continue;
         }
         let guard = ConnectionGuard::new(shared.connections.clone());

@@ -29,6 +29,22 @@ fn submitted_fields(query: &Element) -> (Option<String>, Option<String>) {
     )
 }
 
+/// The `outcome` label of a registration attempt.
+fn registration_outcome(outcome: &Result<(), StanzaError>) -> &'static str {
+    match outcome {
+        Ok(()) => "created",
+        Err(e) => match e.condition {
+            "conflict" => "conflict",
+            "item-not-found" => "invalid_invite",
+            "forbidden" => "forbidden",
+            "not-acceptable" => "not_acceptable",
+            "resource-constraint" => "rate_limited",
+            "not-authorized" => "not_authorized",
+            _ => "unavailable",
+        },
+    }
+}
+
 impl Session {
     pub(super) async fn on_register(&mut self, iq: &Element, query: &Element) {
         let is_set = iq.attr("type") == Some("set");
@@ -51,35 +67,34 @@ impl Session {
                 let reply = iq_result(iq).with_child(registration_form());
                 self.send(&reply);
             }
-            (None, true) => self.register(iq, query).await,
+            (None, true) => {
+                let outcome = self.register(iq, query).await;
+                crate::metrics::registration(registration_outcome(&outcome));
+                if let Err(error) = outcome {
+                    self.reply_error(iq, error);
+                }
+            }
         }
     }
 
-    async fn register(&mut self, iq: &Element, query: &Element) {
+    /// Ok once the result is sent; Err is the refusal to send.
+    async fn register(&mut self, iq: &Element, query: &Element) -> Result<(), StanzaError> {
         if query.has_child("remove", ns::REGISTER) {
-            return self.reply_error(
-                iq,
-                StanzaError::new(ErrorType::Auth, "not-authorized")
-                    .with_text("Log in to remove an account"),
-            );
+            return Err(StanzaError::new(ErrorType::Auth, "not-authorized")
+                .with_text("Log in to remove an account"));
         }
         if !self.shared.registrations.allow(self.peer.ip()) {
-            return self.reply_error(
-                iq,
-                StanzaError::new(ErrorType::Wait, "resource-constraint")
-                    .with_text("Too many registrations from your address; try again later"),
-            );
+            crate::metrics::rate_limit_hit("registrations_per_ip");
+            return Err(StanzaError::new(ErrorType::Wait, "resource-constraint")
+                .with_text("Too many registrations from your address; try again later"));
         }
         // Kept on the stream until a registration succeeds: a taken or invalid
         // username may be retried with the same invite.
         let invite = self.invite.clone();
         if invite.is_none() && self.shared.config.registration_invite_only {
-            return self.reply_error(
-                iq,
-                StanzaError::not_acceptable(
-                    "Registration on this server is through invitation only",
-                ),
-            );
+            return Err(StanzaError::not_acceptable(
+                "Registration on this server is through invitation only",
+            ));
         }
         let (username, password) = submitted_fields(query);
         let Some(username) = username
@@ -87,14 +102,13 @@ impl Session {
             .and_then(|u| Username::parse(u).ok())
             .filter(|u| !self.is_reserved(u))
         else {
-            return self.reply_error(
-                iq,
-                StanzaError::not_acceptable("The requested username is invalid."),
-            );
+            return Err(StanzaError::not_acceptable(
+                "The requested username is invalid.",
+            ));
         };
         let password = match self.check_password(password.as_deref()) {
             Ok(p) => p,
-            Err(e) => return self.reply_error(iq, e),
+            Err(e) => return Err(e),
         };
         if let Some(invite) = invite {
             return self
@@ -102,7 +116,7 @@ impl Session {
                 .await;
         }
         let Some(credentials) = self.derive(password).await else {
-            return self.reply_error(iq, StanzaError::internal("Please try again later"));
+            return Err(StanzaError::internal("Please try again later"));
         };
         let account = Account {
             username: username.as_str().to_owned(),
@@ -115,15 +129,15 @@ impl Session {
             Ok(CreateOutcome::Created) => {
                 tracing::info!(peer = %self.peer, user = %username, "account registered");
                 self.send(&iq_result(iq));
+                Ok(())
             }
-            Ok(CreateOutcome::AlreadyExists) => self.reply_error(
-                iq,
-                StanzaError::new(ErrorType::Cancel, "conflict")
-                    .with_text("The requested username already exists."),
-            ),
+            Ok(CreateOutcome::AlreadyExists) => {
+                Err(StanzaError::new(ErrorType::Cancel, "conflict")
+                    .with_text("The requested username already exists."))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "registration failed in storage");
-                self.reply_error(iq, StanzaError::internal("Please try again later"))
+                Err(StanzaError::internal("Please try again later"))
             }
         }
     }

@@ -138,6 +138,7 @@ impl Session {
 
     pub(super) fn send(&mut self, element: &Element) {
         element.write_to(&mut self.outbuf, ns::CLIENT);
+        metrics::counter!(crate::metrics::STANZAS_OUT).increment(1);
     }
 
     fn flush(&mut self) {
@@ -153,6 +154,8 @@ impl Session {
             return;
         }
         tracing::debug!(peer = %self.peer, condition = error.condition, "stream error");
+        metrics::counter!(crate::metrics::STREAM_ERRORS, "condition" => error.condition)
+            .increment(1);
         if !self.header_sent {
             self.send_header();
         }
@@ -238,6 +241,7 @@ impl Session {
     }
 
     async fn on_stanza(&mut self, stanza: Element) {
+        metrics::counter!(crate::metrics::STANZAS_IN).increment(1);
         if !self.secured {
             return self.on_stanza_before_tls(stanza);
         }

@@ -91,13 +91,23 @@ impl LedgerHandle {
 
     /// Puts one command through Raft; returns its outcome once applied.
     pub async fn propose(&self, command: Command) -> Result<Outcome, LedgerError> {
+        let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         self.shard
             .send(Propose { command, reply: tx })
             .await
             .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-        rx.await
-            .map_err(|_| LedgerError::Unavailable("the ledger shard stopped".into()))?
+        let outcome = rx
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger shard stopped".into()))?;
+        metrics::histogram!(crate::metrics::LEDGER_PROPOSAL_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// The node that leads the ledger's group now, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
     }
 
     /// Reads the ledger linearizably: everything committed before the call is visible.

@@ -39,7 +39,14 @@ impl LedgerShard {
         let (commands, waiters): (Vec<_>, Vec<_>) = self.queue.drain(..n).unzip();
         self.in_flight = true;
         let raft = self.raft.clone();
-        let write = async move { raft.client_write(Batch(commands)).await };
+        metrics::histogram!(crate::metrics::LEDGER_BATCH_SIZE).record(n as f64);
+        let write = async move {
+            let started = std::time::Instant::now();
+            let result = raft.client_write(Batch(commands)).await;
+            metrics::histogram!(crate::metrics::RAFT_COMMIT_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            result
+        };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
             match result {

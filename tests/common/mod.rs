@@ -19,6 +19,7 @@ pub struct TestNode {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
@@ -51,6 +52,7 @@ impl TestNode {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir,
             _tmp: Some(tmp),
             env: vec![
@@ -86,6 +88,7 @@ impl TestNode {
             .env("USHER_DATA_DIR", &self.data_dir)
             .env("USHER_C2S_ADDR", self.addr.to_string())
             .env("USHER_ADMIN_ADDR", self.admin_addr.to_string())
+            .env("USHER_HTTP_ADDR", self.http_addr.to_string())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }
@@ -119,7 +122,7 @@ impl TestNode {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let up = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
-            if up(&self.addr) && up(&self.admin_addr) {
+            if up(&self.addr) && up(&self.admin_addr) && up(&self.http_addr) {
                 return;
             }
             if let Some(status) = self
@@ -313,6 +316,76 @@ impl TestNode {
         );
         c
     }
+}
+
+impl TestNode {
+    /// `GET path` on the node's HTTP listener: the status code and body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.http_addr, path)
+    }
+
+    /// The value of one series on `/metrics`, e.g.
+    /// `usher_registrations_total{outcome="created"}`; 0 when absent (a
+    /// counter nobody touched yet is not rendered).
+    pub fn metric(&self, series: &str) -> f64 {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        metric_value(&body, series).unwrap_or(0.0)
+    }
+}
+
+/// One plain HTTP/1.1 GET, read to the end (`Connection: close`).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect HTTP");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// Finds `series` (name plus labels exactly as rendered) in Prometheus text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 pub fn ping() -> Element {

@@ -1,0 +1,76 @@
+//! The HTTP listener: probes and Prometheus metrics, checked against what
+//! clients actually did.
+
+mod common;
+
+use common::*;
+use usher_load::client::{Auth, Mech};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_ready_answer_on_a_running_node() {
+    let node = TestNode::start();
+    assert_eq!(node.http_get("/health"), (200, "ok\n".to_owned()));
+    assert_eq!(node.http_get("/ready"), (200, "ready\n".to_owned()));
+    let (status, _) = node.http_get("/nope");
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_clients_did() {
+    let node = TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")]);
+    let created = r#"usher_registrations_total{outcome="created"}"#;
+    let conflict = r#"usher_registrations_total{outcome="conflict"}"#;
+    let refused = r#"usher_registrations_total{outcome="not_acceptable"}"#;
+    let invalid = r#"usher_preauth_total{outcome="invalid"}"#;
+    let valid = r#"usher_preauth_total{outcome="valid"}"#;
+    let before: Vec<f64> = [created, conflict, refused, invalid, valid]
+        .iter()
+        .map(|s| node.metric(s))
+        .collect();
+
+    // Three registrations with invites, one taken name, one without an invite,
+    // one unknown token.
+    for name in ["ada", "bob", "cy"] {
+        node.register_via_invite(name, PASSWORD).await;
+    }
+    let token = node.invite(&[]);
+    let mut c = node.with_invite(&token).await;
+    let reply = c.register("ada", PASSWORD).await.expect("register");
+    assert_iq_error(&reply, "cancel", "conflict", None);
+    let mut c = node.connect_tls().await;
+    let reply = c.register("dan", PASSWORD).await.expect("register");
+    assert_iq_error(&reply, "modify", "not-acceptable", None);
+    let reply = c.preauth("no-such-token").await.expect("preauth");
+    assert_eq!(reply.attr("type"), Some("error"));
+    assert_eq!(
+        node.auth(Mech::ScramSha256, "bob", PASSWORD).await,
+        Auth::Success
+    );
+
+    let after: Vec<f64> = [created, conflict, refused, invalid, valid]
+        .iter()
+        .map(|s| node.metric(s))
+        .collect();
+    let moved: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    // created 3, conflict 1, no invite 1, bad token 1, good tokens 4.
+    assert_eq!(moved, vec![3.0, 1.0, 1.0, 1.0, 4.0]);
+
+    let (_, text) = node.http_get("/metrics");
+    for series in [
+        r#"usher_sasl_auth_total{outcome="success"}"#,
+        "usher_stanzas_in_total",
+        "usher_stanzas_out_total",
+        "usher_connections_accepted_total",
+        "usher_ledger_proposal_seconds_count",
+        "usher_raft_commit_seconds_count",
+        "usher_ledger_batch_size_count",
+        r#"usher_account_store_seconds_count{op="create",result="ok"}"#,
+    ] {
+        let value = metric_value(&text, series).unwrap_or(0.0);
+        assert!(value >= 1.0, "{series} = {value} in\n{text}");
+    }
+    assert!(
+        text.contains("# TYPE usher_account_store_seconds histogram"),
+        "{text}"
+    );
+}
