@@ -11,6 +11,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::xmpp::jid::normalize_domain;
+use crate::xmpp::sasl::HashAlg;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +37,10 @@ pub struct Config {
     pub log: String,
     /// PBKDF2 iteration count for newly stored SCRAM keys.
     pub scram_iterations: u32,
+    /// SCRAM hashes whose keys are stored for new passwords, and offered as
+    /// mechanisms: `sha-1`, `sha-256` (each costs one PBKDF2 run per password).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub scram_hashes: Vec<String>,
     pub min_password_length: usize,
     /// Usernames nobody may register.
     pub reserved_usernames: Vec<String>,
@@ -215,6 +220,7 @@ impl Default for Config {
             registration_invite_only: true,
             log: "info".into(),
             scram_iterations: 10_000,
+            scram_hashes: vec!["sha-1".into(), "sha-256".into()],
             min_password_length: 8,
             reserved_usernames: [
                 "abuse",
@@ -270,6 +276,14 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The configured SCRAM hashes (validated at start; unknown names skipped).
+    pub fn scram_algs(&self) -> Vec<HashAlg> {
+        self.scram_hashes
+            .iter()
+            .filter_map(|h| HashAlg::from_name(h))
+            .collect()
+    }
+
     /// Loads defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -309,6 +323,22 @@ impl Config {
             return Err(invalid(
                 "scram_iterations",
                 "must be at least 4096 (RFC 7677)",
+            ));
+        }
+        if self.scram_hashes.is_empty() {
+            return Err(invalid(
+                "scram_hashes",
+                "name at least one of sha-1, sha-256",
+            ));
+        }
+        if let Some(bad) = self
+            .scram_hashes
+            .iter()
+            .find(|h| HashAlg::from_name(h).is_none())
+        {
+            return Err(invalid(
+                "scram_hashes",
+                format!("unknown hash '{bad}' (known: sha-1, sha-256)"),
             ));
         }
         if self.min_password_length > 1024 {
@@ -456,6 +486,13 @@ mod tests {
             jail.set_env("USHER_SCRAM_ITERATIONS", "10");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("scram_iterations"), "{e}");
+            jail.clear_env();
+            jail.set_env("USHER_SCRAM_HASHES", "sha-1,md5");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("scram_hashes") && e.contains("md5"), "{e}");
+            jail.set_env("USHER_SCRAM_HASHES", "SHA-256, sha-1");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.scram_algs(), [HashAlg::Sha256, HashAlg::Sha1]);
             jail.clear_env();
             jail.create_file("bad.toml", "domian = 'x'")?;
             let e = Config::load(Some(Path::new("bad.toml")))

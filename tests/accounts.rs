@@ -12,14 +12,7 @@ async fn register_then_log_in_with_every_mechanism_and_bind() {
     let node = TestNode::start();
     let mut c = node.connect_tls().await;
     assert!(c.features.has_child("register", ns::REGISTER_FEATURE));
-    let mechs: Vec<String> = c
-        .features
-        .get_child("mechanisms", ns::SASL)
-        .expect("mechanisms")
-        .children()
-        .map(Element::text)
-        .collect();
-    assert_eq!(mechs, ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
+    assert_eq!(mechanisms(&c), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
     let reply = c.register("Alice", PASSWORD).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
     drop(c);
@@ -47,6 +40,33 @@ async fn register_then_log_in_with_every_mechanism_and_bind() {
     assert_eq!(
         c.bind(Some("laptop")).await.unwrap(),
         "alice@localhost/laptop"
+    );
+}
+
+fn mechanisms(c: &usher_load::Client) -> Vec<String> {
+    c.features
+        .get_child("mechanisms", ns::SASL)
+        .expect("mechanisms")
+        .children()
+        .map(Element::text)
+        .collect()
+}
+
+/// `scram_hashes = sha-1` (Prosody's work per password): only SHA-1 keys are
+/// stored, only SCRAM-SHA-1 and PLAIN are offered, and both work.
+#[tokio::test]
+async fn scram_hashes_limit_stored_keys_and_offered_mechanisms() {
+    let node = TestNode::start_with(&[("USHER_SCRAM_HASHES", "sha-1")]);
+    let mut c = node.connect_tls().await;
+    assert_eq!(mechanisms(&c), ["SCRAM-SHA-1", "PLAIN"]);
+    let reply = c.register("sha1only", PASSWORD).await.unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    for mech in [Mech::ScramSha1, Mech::Plain] {
+        assert_eq!(node.auth(mech, "sha1only", PASSWORD).await, Auth::Success);
+    }
+    assert_eq!(
+        node.auth(Mech::ScramSha256, "sha1only", PASSWORD).await,
+        Auth::Failure("invalid-mechanism".into())
     );
 }
 

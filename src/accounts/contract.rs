@@ -9,7 +9,7 @@ use crate::xmpp::sasl::HashAlg;
 fn account(name: &str, password: &str) -> Account {
     Account {
         username: name.to_owned(),
-        credentials: Credentials::derive(password, 4096),
+        credentials: Credentials::derive(password, 4096, &HashAlg::ALL),
         created_at: 1_700_000_000,
         roles: vec!["tester".into()],
         reservation: Some(format!("res-{name}")),
@@ -43,11 +43,13 @@ pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
     let got = store.get(&alice).await.unwrap().expect("alice exists");
     assert!(got
         .credentials
-        .sha256
+        .keys(HashAlg::Sha256)
+        .unwrap()
         .verify_password(HashAlg::Sha256, "pw-one"));
     assert!(got
         .credentials
-        .sha1
+        .keys(HashAlg::Sha1)
+        .unwrap()
         .verify_password(HashAlg::Sha1, "pw-one"));
     assert_eq!(got.roles, ["tester"]);
     assert_eq!(got.created_at, 1_700_000_000);
@@ -58,7 +60,7 @@ pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
     assert!(store.get(&user(&name("nobody"))).await.unwrap().is_none());
 
     // Credentials change only on existing accounts; a reset records its reservation.
-    let new = Credentials::derive("pw-new", 4096);
+    let new = Credentials::derive("pw-new", 4096, &HashAlg::ALL);
     assert!(store
         .set_credentials(&alice, new.clone(), None)
         .await
@@ -66,7 +68,8 @@ pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
     let got = store.get(&alice).await.unwrap().unwrap();
     assert!(got
         .credentials
-        .sha256
+        .keys(HashAlg::Sha256)
+        .unwrap()
         .verify_password(HashAlg::Sha256, "pw-new"));
     assert_eq!(
         got.reservation.as_deref(),

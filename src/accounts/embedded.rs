@@ -267,7 +267,7 @@ mod tests {
     fn account(name: &str) -> Account {
         Account {
             username: name.to_owned(),
-            credentials: Credentials::derive("password1", 4096),
+            credentials: Credentials::derive("password1", 4096, &crate::xmpp::sasl::HashAlg::ALL),
             created_at: 1,
             roles: vec![],
             reservation: None,
@@ -291,7 +291,7 @@ mod tests {
                 store.create(account("alice")).await.unwrap(),
                 CreateOutcome::AlreadyExists
             );
-            let creds = Credentials::derive("new-password", 4096);
+            let creds = Credentials::derive("new-password", 4096, &crate::xmpp::sasl::HashAlg::ALL);
             assert!(store
                 .set_credentials(&alice, creds.clone(), Some("r1".into()))
                 .await
@@ -308,7 +308,8 @@ mod tests {
         assert_eq!(got.reservation.as_deref(), Some("r1"));
         assert!(got
             .credentials
-            .sha256
+            .keys(crate::xmpp::sasl::HashAlg::Sha256)
+            .unwrap()
             .verify_password(crate::xmpp::sasl::HashAlg::Sha256, "new-password"));
         assert!(store.delete(&alice).await.unwrap());
         assert!(store.get(&alice).await.unwrap().is_none());

@@ -2,10 +2,11 @@
 //! exchanges for unknown users so that account existence does not leak.
 
 use super::session::Session;
+use crate::accounts::Credentials;
 use crate::xmpp::errors::StreamError;
 use crate::xmpp::jid::{prepare_password, Username};
 use crate::xmpp::sasl::scram::{decoy_keys, parse_client_first, ScramExchange};
-use crate::xmpp::sasl::{self, plain, HashAlg, Mechanism, SaslError, ScramKeys};
+use crate::xmpp::sasl::{self, plain, HashAlg, Mechanism, SaslError};
 use crate::xmpp::{ns, Element};
 
 pub enum SaslState {
@@ -37,7 +38,12 @@ impl Session {
         match el.name() {
             "auth" => {
                 self.sasl = SaslState::Idle;
-                let Some(mech) = el.attr("mechanism").and_then(Mechanism::from_name) else {
+                let offered = |m: &Mechanism| self.offers(*m);
+                let Some(mech) = el
+                    .attr("mechanism")
+                    .and_then(Mechanism::from_name)
+                    .filter(offered)
+                else {
                     return self.sasl_failure(SaslError::InvalidMechanism);
                 };
                 let text = el.text();
@@ -122,16 +128,31 @@ impl Session {
         }
     }
 
-    /// The stored keys, or `None` for an unknown user; storage errors become a
-    /// temporary failure.
-    async fn lookup_keys(
+    /// Whether the stream offers this mechanism: SCRAM only for the hashes in
+    /// `scram_hashes`, PLAIN always.
+    pub(super) fn offers(&self, mech: Mechanism) -> bool {
+        scram_alg(mech).is_none_or(|alg| self.shared.config.scram_algs().contains(&alg))
+    }
+
+    /// The hash PLAIN checks passwords with: SHA-256 when configured.
+    fn plain_hash(&self) -> HashAlg {
+        let algs = self.shared.config.scram_algs();
+        if algs.contains(&HashAlg::Sha256) || algs.is_empty() {
+            HashAlg::Sha256
+        } else {
+            HashAlg::Sha1
+        }
+    }
+
+    /// The account's stored credentials, or `None` for an unknown user;
+    /// storage errors become a temporary failure.
+    async fn stored_credentials(
         &mut self,
         user: Option<&Username>,
-        alg: HashAlg,
-    ) -> Result<Option<ScramKeys>, ()> {
+    ) -> Result<Option<Credentials>, ()> {
         let Some(user) = user else { return Ok(None) };
         match self.shared.store.get(user).await {
-            Ok(account) => Ok(account.map(|a| a.credentials.keys(alg).clone())),
+            Ok(account) => Ok(account.map(|a| a.credentials)),
             Err(e) => {
                 tracing::error!(error = %e, "account lookup failed during SASL");
                 self.sasl_failure(SaslError::TemporaryAuthFailure);
@@ -149,9 +170,11 @@ impl Session {
         if !self.authzid_ok(first.authzid.as_deref(), user.as_ref()) {
             return self.sasl_failure(SaslError::InvalidAuthzid);
         }
-        let Ok(keys) = self.lookup_keys(user.as_ref(), alg).await else {
+        let Ok(credentials) = self.stored_credentials(user.as_ref()).await else {
             return;
         };
+        // An account without keys for this hash fails like an unknown one.
+        let keys = credentials.and_then(|c| c.keys(alg).cloned());
         let known = keys.is_some();
         let keys = keys.unwrap_or_else(|| {
             decoy_keys(
@@ -187,25 +210,31 @@ impl Session {
         if !self.authzid_ok(msg.authzid.as_deref(), user.as_ref()) {
             return self.sasl_failure(SaslError::InvalidAuthzid);
         }
-        let Ok(keys) = self.lookup_keys(user.as_ref(), HashAlg::Sha256).await else {
+        let preferred = self.plain_hash();
+        let Ok(credentials) = self.stored_credentials(user.as_ref()).await else {
             return;
         };
-        let known = keys.is_some();
+        let found = credentials.and_then(|c| {
+            c.keys_for_plain(preferred)
+                .map(|(alg, keys)| (alg, keys.clone()))
+        });
+        let known = found.is_some();
         // Unknown users cost the same PBKDF2 run as known ones.
-        let keys = keys.unwrap_or_else(|| {
-            decoy_keys(
-                HashAlg::Sha256,
+        let (alg, keys) = found.unwrap_or_else(|| {
+            let decoy = decoy_keys(
+                preferred,
                 &self.shared.decoy_secret,
                 &msg.username,
                 self.shared.config.scram_iterations,
-            )
+            );
+            (preferred, decoy)
         });
         let password = prepare_password(&msg.password);
         let verified = match password {
             Some(pw) => self
                 .shared
                 .cpu
-                .run(move || keys.verify_password(HashAlg::Sha256, &pw))
+                .run(move || keys.verify_password(alg, &pw))
                 .await
                 .unwrap_or(false),
             None => false,

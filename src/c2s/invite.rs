@@ -4,7 +4,7 @@
 
 use super::iq::iq_result;
 use super::session::Session;
-use crate::accounts::{now_unix, Account, CreateOutcome, Credentials};
+use crate::accounts::{now_unix, Account, CreateOutcome};
 use crate::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, Rejection, Token};
 use crate::ledger::now_millis;
 use crate::xmpp::errors::{ErrorType, StanzaError};
@@ -203,13 +203,7 @@ impl Session {
         password: String,
         reservation: &str,
     ) -> Result<(), WriteFailure> {
-        let iterations = self.shared.config.scram_iterations;
-        let credentials = self
-            .shared
-            .cpu
-            .run(move || Credentials::derive(&password, iterations))
-            .await;
-        let Ok(credentials) = credentials else {
+        let Some(credentials) = self.derive(password).await else {
             return Err(WriteFailure::NotWritten(StanzaError::internal(
                 "Please try again later",
             )));

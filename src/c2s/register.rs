@@ -221,11 +221,12 @@ impl Session {
     }
 
     /// SCRAM keys for a new password, computed on the CPU pool.
-    async fn derive(&self, password: String) -> Option<Credentials> {
+    pub(super) async fn derive(&self, password: String) -> Option<Credentials> {
         let iterations = self.shared.config.scram_iterations;
+        let hashes = self.shared.config.scram_algs();
         self.shared
             .cpu
-            .run(move || Credentials::derive(&password, iterations))
+            .run(move || Credentials::derive(&password, iterations, &hashes))
             .await
             .ok()
     }

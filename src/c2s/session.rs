@@ -220,7 +220,7 @@ impl Session {
                 f.push_child(Element::new("register", ns::REGISTER_FEATURE));
             }
             let mut mechanisms = Element::new("mechanisms", ns::SASL);
-            for m in Mechanism::ALL {
+            for m in Mechanism::ALL.into_iter().filter(|m| self.offers(*m)) {
                 mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(m.name()));
             }
             f.push_child(mechanisms);

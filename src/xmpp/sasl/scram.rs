@@ -20,6 +20,17 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
+    pub const ALL: [HashAlg; 2] = [HashAlg::Sha1, HashAlg::Sha256];
+
+    /// The configuration name: `sha-1` or `sha-256` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<HashAlg> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "sha-1" | "sha1" => Some(HashAlg::Sha1),
+            "sha-256" | "sha256" => Some(HashAlg::Sha256),
+            _ => None,
+        }
+    }
+
     fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             HashAlg::Sha1 => Sha1::digest(data).to_vec(),
