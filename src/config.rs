@@ -22,6 +22,8 @@ pub struct Config {
     pub c2s_addr: SocketAddr,
     /// Where the gRPC admin API listens (keep it private).
     pub admin_addr: SocketAddr,
+    /// This node's name in logs and the audit trail; unset: the host name.
+    pub node_name: Option<String>,
     /// The HTTP listener: `/metrics`, `/health`, `/ready`, invite pages.
     pub http_addr: SocketAddr,
     /// Bearer token of the admin API; unset: one is generated at first start
@@ -56,6 +58,14 @@ pub struct Config {
     pub admins: Vec<String>,
     /// Whether any local user may create contact invites that also allow registration.
     pub allow_user_invites: bool,
+    /// Live invites a non-admin user may hold at once (0: none at all).
+    pub max_invites_per_user: u32,
+    /// Higher quotas by role, e.g. `{ trusted = 50 }`; the largest applies.
+    pub role_invite_quotas: std::collections::BTreeMap<String, u32>,
+    pub invite_tree: InviteTreeConfig,
+    /// How long the audit trail keeps invite events.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
     pub tls: TlsConfig,
     pub limits: Limits,
     pub ledger: LedgerConfig,
@@ -158,6 +168,29 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
+/// Limits on chains of users inviting users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InviteTreeConfig {
+    /// Invites one tree (everything descending from one operator invite) may hold.
+    pub max_invites: u32,
+    /// Users this many invite levels below an operator…
+    pub fast_chain_depth: u32,
+    /// …may not mint invites until their chain is this old (0s: no block).
+    #[serde(with = "humantime_serde")]
+    pub fast_chain_window: Duration,
+}
+
+impl Default for InviteTreeConfig {
+    fn default() -> Self {
+        InviteTreeConfig {
+            max_invites: 1000,
+            fast_chain_depth: 2,
+            fast_chain_window: Duration::from_secs(300),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
@@ -214,6 +247,7 @@ impl Default for Config {
             c2s_addr: SocketAddr::from(([0, 0, 0, 0], 5222)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 5290)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 5280)),
+            node_name: None,
             admin_token: None,
             data_dir: PathBuf::from("usher-data"),
             allow_registration: true,
@@ -239,6 +273,10 @@ impl Default for Config {
             web_base_url: None,
             admins: Vec::new(),
             allow_user_invites: false,
+            max_invites_per_user: 10,
+            role_invite_quotas: Default::default(),
+            invite_tree: InviteTreeConfig::default(),
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
             tls: TlsConfig::default(),
             limits: Limits::default(),
             ledger: LedgerConfig::default(),
@@ -276,6 +314,11 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// `node_name` (the host name when unset, filled in by `load`).
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| "usher".into())
+    }
+
     /// The configured SCRAM hashes (validated at start; unknown names skipped).
     pub fn scram_algs(&self) -> Vec<HashAlg> {
         self.scram_hashes
@@ -303,6 +346,12 @@ impl Config {
             .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
         config.validate()?;
         config.domain = normalize_domain(&config.domain);
+        if config.node_name.is_none() {
+            config.node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty());
+        }
         Ok(config)
     }
 

@@ -109,6 +109,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         ledger.clone(),
         store.clone(),
         config.ledger.janitor_interval,
+        config.audit_retention,
     );
 
     // Before any listener is bound: whoever sees the port open can read the token.

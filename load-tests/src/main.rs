@@ -289,7 +289,8 @@ async fn cql_insert_scenario(node: String, count: usize, concurrency: usize) -> 
     };
     let store = Arc::new(ScyllaStore::connect(&config).await?);
     // Derived once: this measures the database round trip, not PBKDF2.
-    let credentials = Credentials::derive("load-password-1", 4096);
+    let credentials =
+        Credentials::derive("load-password-1", 4096, &usher::xmpp::sasl::HashAlg::ALL);
     let deadline = Instant::now() + Duration::from_secs(600);
     run_closed_loop("cql insert (LWT)", count, concurrency, deadline, move |i| {
         let (store, credentials) = (store.clone(), credentials.clone());
@@ -354,6 +355,8 @@ async fn ledger_scenario(
                 purpose: Purpose::Register,
                 validated_at: now_millis(),
                 lease_until: now_millis() + 60_000,
+                node: "usher-load".into(),
+                path: usher::invites::RedeemPath::Ibr,
             };
             match ledger.propose(reserve).await? {
                 Outcome::Reserved(_) => {}

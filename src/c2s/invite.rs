@@ -5,7 +5,9 @@
 use super::iq::iq_result;
 use super::session::Session;
 use crate::accounts::{now_unix, Account, CreateOutcome};
-use crate::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, Rejection, Token};
+use crate::invites::{
+    Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Rejection, Token,
+};
 use crate::ledger::now_millis;
 use crate::xmpp::errors::{ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
@@ -111,6 +113,8 @@ impl Session {
             purpose: Purpose::Register,
             validated_at: invite.validated_at,
             lease_until: now_millis() + lease.as_millis() as u64,
+            node: self.shared.config.node_name(),
+            path: RedeemPath::Ibr,
         };
         let spec = match self.shared.ledger.propose(reserve).await {
             Ok(Outcome::Reserved(spec)) => spec,

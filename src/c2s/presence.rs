@@ -199,6 +199,8 @@ impl Session {
             purpose: Purpose::Subscribe,
             validated_at: now,
             lease_until: now + lease,
+            node: self.shared.config.node_name(),
+            path: crate::invites::RedeemPath::Presence,
         };
         if !matches!(
             self.shared.ledger.propose(reserve).await,

@@ -47,6 +47,29 @@ pub enum Purpose {
     Subscribe,
 }
 
+/// Through which door a use was redeemed (for the audit trail).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedeemPath {
+    /// In-band registration (XEP-0077 with XEP-0445/0401).
+    #[default]
+    Ibr,
+    /// The web registration form.
+    Web,
+    /// A subscription with a preauth token (XEP-0379).
+    Presence,
+}
+
+impl RedeemPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedeemPath::Ibr => "ibr",
+            RedeemPath::Web => "web",
+            RedeemPath::Presence => "presence",
+        }
+    }
+}
+
 /// The immutable part of an invite, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteSpec {
@@ -83,6 +106,10 @@ pub struct Reservation {
     pub purpose: Purpose,
     pub lease_until: Millis,
     pub state: ReservationState,
+    #[serde(default)]
+    pub node: String,
+    #[serde(default)]
+    pub path: RedeemPath,
 }
 
 /// An invite as the ledger holds it.
@@ -92,6 +119,13 @@ pub struct Invite {
     /// Committed uses.
     pub uses: u32,
     pub revoked: bool,
+    /// The local user who minted it (quota and tree limits applied), or
+    /// `None` for an operator's invite.
+    #[serde(default)]
+    pub minted_by: Option<String>,
+    /// Root of the invite tree it belongs to (its own token for a root).
+    #[serde(default)]
+    pub tree: Option<Token>,
     /// Every reservation ever made, so commit and release stay idempotent and
     /// the invite records who used it.
     pub reservations: BTreeMap<ReservationId, Reservation>,
@@ -113,6 +147,8 @@ impl Invite {
             spec,
             uses: 0,
             revoked: false,
+            minted_by: None,
+            tree: None,
             reservations: BTreeMap::new(),
         }
     }

@@ -18,6 +18,7 @@ pub fn spawn_janitor(
     ledger: LedgerHandle,
     accounts: Arc<dyn AccountStore>,
     every: Duration,
+    audit_retention: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -31,7 +32,12 @@ pub fn spawn_janitor(
             rounds += 1;
             if rounds % 3600 == 1 {
                 let before = now_millis().saturating_sub(RETENTION_MS);
-                if let Ok(Outcome::Swept(n)) = ledger.propose(Command::Sweep { before }).await {
+                let events_before = now_millis().saturating_sub(audit_retention.as_millis() as u64);
+                let sweep = Command::Sweep {
+                    before,
+                    events_before,
+                };
+                if let Ok(Outcome::Swept(n)) = ledger.propose(sweep).await {
                     if n > 0 {
                         tracing::info!(forgotten = n, "swept expired invites");
                     }

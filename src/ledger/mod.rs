@@ -165,6 +165,8 @@ mod tests {
             purpose: Purpose::Register,
             validated_at: now_millis(),
             lease_until: now_millis() + 60_000,
+            node: "test".into(),
+            path: crate::invites::RedeemPath::Ibr,
         }
     }
 

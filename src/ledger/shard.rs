@@ -42,7 +42,11 @@ impl LedgerShard {
         metrics::histogram!(crate::metrics::LEDGER_BATCH_SIZE).record(n as f64);
         let write = async move {
             let started = std::time::Instant::now();
-            let result = raft.client_write(Batch(commands)).await;
+            let batch = Batch {
+                at: super::now_millis(),
+                commands,
+            };
+            let result = raft.client_write(batch).await;
             metrics::histogram!(crate::metrics::RAFT_COMMIT_SECONDS)
                 .record(started.elapsed().as_secs_f64());
             result

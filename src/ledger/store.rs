@@ -340,9 +340,11 @@ impl RaftStateMachine<LedgerRaft> for StateMachine {
             state.last_applied = Some(entry.log_id);
             let reply = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => {
-                    batch.0.into_iter().map(|c| state.ledger.apply(c)).collect()
-                }
+                EntryPayload::Normal(batch) => batch
+                    .commands
+                    .into_iter()
+                    .map(|c| state.ledger.apply(c, batch.at))
+                    .collect(),
                 EntryPayload::Membership(m) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), m);
                     Vec::new()

@@ -4,16 +4,20 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::invites::{Command, Outcome};
+use crate::invites::{Command, Millis, Outcome};
 
 /// One Raft entry: the commands that queued up while the previous entry was
-/// being written, applied in order.
+/// being written, applied in order, with the time the leader formed it — the
+/// one clock reading every replica applies them with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<Command>);
+pub struct Batch {
+    pub at: Millis,
+    pub commands: Vec<Command>,
+}
 
 impl std::fmt::Display for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "batch of {} commands", self.0.len())
+        write!(f, "batch of {} commands", self.commands.len())
     }
 }
 
