@@ -238,6 +238,9 @@ pub struct Limits {
     pub registrations_per_ip_per_minute: u32,
     /// Failed SASL attempts on one stream before it is closed.
     pub max_auth_failures: u32,
+    /// Registrations hashing or waiting to hash at once, node-wide; beyond
+    /// it registrations get a `wait` error so logins keep their share of the CPU.
+    pub registration_queue: usize,
 }
 
 impl Default for Config {
@@ -294,6 +297,7 @@ impl Default for Limits {
             max_connections: 50_000,
             registrations_per_ip_per_minute: 10,
             max_auth_failures: 5,
+            registration_queue: 64,
         }
     }
 }

@@ -32,30 +32,43 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Create, list, show and revoke invites on a running node.
+    /// Create, list, show and revoke invites, and read their history.
     Invite {
         #[command(flatten)]
-        connection: cli::invite::Connection,
+        connection: cli::Connection,
         #[command(subcommand)]
         action: cli::invite::Action,
     },
+    /// Accounts on a running node: where they came from.
+    Account {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(subcommand)]
+        action: cli::account::Action,
+    },
+}
+
+/// Runs one admin API call to its end on a small runtime.
+fn admin_call(call: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return cli::fail(&anyhow::anyhow!("starting the runtime: {e}")),
+    };
+    match runtime.block_on(call) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cli::fail(&e),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Invite { connection, action } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => return cli::invite::fail(&anyhow::anyhow!("starting the runtime: {e}")),
-            };
-            match runtime.block_on(cli::invite::run(connection, action)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => cli::invite::fail(&e),
-            }
+        Command::Invite { connection, action } => admin_call(cli::invite::run(connection, action)),
+        Command::Account { connection, action } => {
+            admin_call(cli::account::run(connection, action))
         }
         Command::Serve { config } => {
             let config = match Config::load(config.as_deref()) {

@@ -122,7 +122,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         config: config.clone(),
         store: store.clone(),
         ledger: ledger.clone(),
-        cpu: CpuPool::new(cores),
+        cpu: CpuPool::new(cores, config.limits.registration_queue),
         tls,
         registrations: RegistrationLimiter::new(config.limits.registrations_per_ip_per_minute),
         decoy_secret,

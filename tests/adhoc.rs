@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use usher::xmpp::dataform::{DataForm, Field};
 use usher::xmpp::{ns, Element};
-use usher_load::client::Mech;
 use usher_load::Client;
 
 const CREATE_ACCOUNT: &str = "urn:xmpp:invite#create-account";
@@ -20,20 +19,6 @@ fn node(extra: &[(&str, &str)]) -> TestNode {
     TestNode::start_with(&env)
 }
 
-async fn login(node: &TestNode, user: &str) -> Client {
-    Client::login(
-        node.addr,
-        DOMAIN,
-        &node.trust(),
-        Mech::ScramSha1,
-        user,
-        PASSWORD,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("login {user}: {e}"))
-    .0
-}
-
 async fn command_nodes(c: &mut Client) -> Vec<String> {
     let iq = Element::new("iq", ns::CLIENT)
         .with_attr("type", "get")
@@ -46,19 +31,6 @@ async fn command_nodes(c: &mut Client) -> Vec<String> {
         .children()
         .map(|i| i.attr("node").unwrap_or_default().to_owned())
         .collect()
-}
-
-fn execute(node: &str, form: Option<DataForm>) -> Element {
-    let mut cmd = Element::new("command", ns::COMMANDS)
-        .with_attr("node", node)
-        .with_attr("action", "execute");
-    if let Some(f) = form {
-        cmd.push_child(f.to_element());
-    }
-    Element::new("iq", ns::CLIENT)
-        .with_attr("type", "set")
-        .with_attr("to", "localhost")
-        .with_child(cmd)
 }
 
 /// The completed command's form values.
@@ -86,9 +58,9 @@ fn token_of(uri: &str) -> String {
 async fn users_see_and_run_the_contact_invite_command() {
     let node = node(&[]);
     node.register_via_invite("usr", PASSWORD).await;
-    let mut c = login(&node, "usr").await;
+    let mut c = login_as(&node, "usr").await;
     assert_eq!(command_nodes(&mut c).await, [INVITE]);
-    let form = completed(&c.request(execute(INVITE, None)).await.unwrap());
+    let form = completed(&c.request(adhoc_execute(INVITE, None)).await.unwrap());
     let uri = form.value("uri").unwrap();
     assert!(
         uri.starts_with("xmpp:usr@localhost?roster;preauth="),
@@ -101,7 +73,10 @@ async fn users_see_and_run_the_contact_invite_command() {
     assert_eq!(form.value("landing-url"), Some(""));
     assert!(form.value("expire").is_some_and(|e| e.ends_with('Z')));
     // Not permitted to make account invites.
-    let reply = c.request(execute(CREATE_ACCOUNT, None)).await.unwrap();
+    let reply = c
+        .request(adhoc_execute(CREATE_ACCOUNT, None))
+        .await
+        .unwrap();
     assert_iq_error(
         &reply,
         "auth",
@@ -124,8 +99,8 @@ async fn with_user_invites_allowed_a_contact_invite_registers() {
         ("USHER_WEB_BASE_URL", "https://invite.example"),
     ]);
     node.register_via_invite("host", PASSWORD).await;
-    let mut c = login(&node, "host").await;
-    let form = completed(&c.request(execute(INVITE, None)).await.unwrap());
+    let mut c = login_as(&node, "host").await;
+    let form = completed(&c.request(adhoc_execute(INVITE, None)).await.unwrap());
     let uri = form.value("uri").unwrap();
     assert!(uri.ends_with(";ibr=y"), "{uri}");
     let token = token_of(uri);
@@ -153,9 +128,13 @@ async fn admins_create_account_invites_plain_and_bound() {
     let node = node(&[]);
     node.register_via_invite("boss", PASSWORD).await;
     node.register_via_invite("taken", PASSWORD).await;
-    let mut c = login(&node, "boss").await;
+    let mut c = login_as(&node, "boss").await;
     assert_eq!(command_nodes(&mut c).await, [CREATE_ACCOUNT, INVITE]);
-    let form = completed(&c.request(execute(CREATE_ACCOUNT, None)).await.unwrap());
+    let form = completed(
+        &c.request(adhoc_execute(CREATE_ACCOUNT, None))
+            .await
+            .unwrap(),
+    );
     let uri = form.value("uri").unwrap().to_owned();
     assert!(uri.starts_with("xmpp:localhost?register;preauth="), "{uri}");
     let mut newbie = node.with_invite(&token_of(&uri)).await;
@@ -176,7 +155,7 @@ async fn admins_create_account_invites_plain_and_bound() {
         )
     };
     let form = completed(
-        &c.request(execute(CREATE_ACCOUNT, with_name("Bound")))
+        &c.request(adhoc_execute(CREATE_ACCOUNT, with_name("Bound")))
             .await
             .unwrap(),
     );
@@ -185,12 +164,12 @@ async fn admins_create_account_invites_plain_and_bound() {
         .unwrap()
         .starts_with("xmpp:bound@localhost?register;preauth="));
     let reply = c
-        .request(execute(CREATE_ACCOUNT, with_name("taken")))
+        .request(adhoc_execute(CREATE_ACCOUNT, with_name("taken")))
         .await
         .unwrap();
     assert_iq_error(&reply, "cancel", "conflict", None);
     let reply = c
-        .request(execute(CREATE_ACCOUNT, with_name("not valid")))
+        .request(adhoc_execute(CREATE_ACCOUNT, with_name("not valid")))
         .await
         .unwrap();
     assert_iq_error(&reply, "modify", "not-acceptable", None);
@@ -200,7 +179,7 @@ async fn admins_create_account_invites_plain_and_bound() {
 async fn unauthenticated_streams_get_service_unavailable() {
     let node = node(&[]);
     let mut c = node.connect_tls().await;
-    let reply = c.request(execute(INVITE, None)).await.unwrap();
+    let reply = c.request(adhoc_execute(INVITE, None)).await.unwrap();
     assert_iq_error(&reply, "cancel", "service-unavailable", None);
 }
 
@@ -213,7 +192,12 @@ async fn the_admin_role_from_an_invite_makes_an_admin() {
         c.register("chief", PASSWORD).await.unwrap().attr("type"),
         Some("result")
     );
-    let mut chief = login(&node, "chief").await;
+    let mut chief = login_as(&node, "chief").await;
     assert_eq!(command_nodes(&mut chief).await, [CREATE_ACCOUNT, INVITE]);
-    completed(&chief.request(execute(CREATE_ACCOUNT, None)).await.unwrap());
+    completed(
+        &chief
+            .request(adhoc_execute(CREATE_ACCOUNT, None))
+            .await
+            .unwrap(),
+    );
 }

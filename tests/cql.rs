@@ -52,7 +52,7 @@ async fn two_nodes_race_for_one_username_with_different_invites() {
         let show = nodes[n].show(&token);
         if reply.attr("type") == Some("result") {
             winners += 1;
-            assert!(show.contains("uses:     1/1 (0 pending)"), "{show}");
+            assert!(show.contains("uses:     1/1 (0 pending, 0 left)"), "{show}");
         } else {
             assert_iq_error(
                 &reply,
@@ -61,7 +61,7 @@ async fn two_nodes_race_for_one_username_with_different_invites() {
                 Some("The requested username already exists."),
             );
             // The loser's reservation was released: the invite is whole again.
-            assert!(show.contains("uses:     0/1 (0 pending)"), "{show}");
+            assert!(show.contains("uses:     0/1 (0 pending, 1 left)"), "{show}");
         }
     }
     assert_eq!(winners, 1);

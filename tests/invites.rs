@@ -150,7 +150,7 @@ async fn bad_username_or_taken_name_leave_the_invite_usable() {
         Some("The requested username already exists."),
     );
     let show = node.show(&token);
-    assert!(show.contains("uses:     0/1 (0 pending)"), "{show}");
+    assert!(show.contains("uses:     0/1 (0 pending, 1 left)"), "{show}");
     // Same stream, same invite, a free name: it works.
     let reply = c.register("fresh", PASSWORD).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
@@ -292,7 +292,7 @@ async fn race(node: &TestNode, clients: usize, uses: u32, round: usize) {
     );
     let show = node.show(&token);
     assert!(
-        show.contains(&format!("uses:     {uses}/{uses} (0 pending)")),
+        show.contains(&format!("uses:     {uses}/{uses} (0 pending, 0 left)")),
         "{show}"
     );
 }
@@ -380,7 +380,7 @@ async fn wait_for(node: &TestNode, token: &str, needle: &str) -> String {
 #[tokio::test]
 async fn crash_after_the_account_write_commits_the_use() {
     let (node, token) = crash_during_registration("after-account-write").await;
-    wait_for(&node, &token, "uses:     1/1 (0 pending)").await;
+    wait_for(&node, &token, "uses:     1/1 (0 pending, 0 left)").await;
     assert_eq!(
         node.auth(Mech::ScramSha1, "crashy", PASSWORD).await,
         Auth::Success
@@ -390,7 +390,7 @@ async fn crash_after_the_account_write_commits_the_use() {
 #[tokio::test]
 async fn crash_before_the_account_write_releases_the_use() {
     let (node, token) = crash_during_registration("after-reserve").await;
-    wait_for(&node, &token, "uses:     0/1 (0 pending)").await;
+    wait_for(&node, &token, "uses:     0/1 (0 pending, 1 left)").await;
     assert_eq!(
         node.auth(Mech::Plain, "crashy", PASSWORD).await,
         Auth::Failure("not-authorized".into())

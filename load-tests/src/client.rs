@@ -133,6 +133,29 @@ impl Client {
     /// Connects and opens a stream (no TLS yet).
     pub async fn connect(addr: SocketAddr, domain: &str, trust: &Trust) -> Result<Client> {
         let tcp = TcpStream::connect(addr).await?;
+        Self::over(tcp, domain, trust).await
+    }
+
+    /// Like `connect_tls`, from a chosen local address (e.g. 127.0.0.2, to
+    /// look like another client host to the server's per-address limits).
+    pub async fn connect_tls_from(
+        addr: SocketAddr,
+        local: std::net::IpAddr,
+        domain: &str,
+        trust: &Trust,
+    ) -> Result<Client> {
+        let socket = match local {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        let tcp = socket.connect(addr).await?;
+        let mut client = Self::over(tcp, domain, trust).await?;
+        client.starttls().await?;
+        Ok(client)
+    }
+
+    async fn over(tcp: TcpStream, domain: &str, trust: &Trust) -> Result<Client> {
         tcp.set_nodelay(true)?;
         let mut client = Client {
             transport: Transport::Plain(tcp),

@@ -3,14 +3,16 @@
 
 use tonic::{Request, Response, Status};
 
+use super::history::{HistoryEntry, OriginView};
 use super::invites::{AdminError, InviteAdmin, InviteView, ListFilter, NewInvite};
 use super::proto::admin_server::{Admin, AdminServer};
 use super::proto::{
-    self, CreateInviteRequest, GetInviteRequest, ListInvitesRequest, ListInvitesResponse,
-    RevokeInviteRequest,
+    self, CreateInviteRequest, GetAccountOriginRequest, GetInviteRequest, ListInviteEventsRequest,
+    ListInviteEventsResponse, ListInvitesRequest, ListInvitesResponse, RevokeInviteRequest,
 };
 use crate::invites::model::InviteStatus;
-use crate::invites::{InviteKind, Token};
+use crate::invites::{EventFilter, EventKind, InviteKind, Token};
+use crate::xmpp::jid::Username;
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -21,6 +23,7 @@ impl From<AdminError> for Status {
             AdminError::InvalidArgument(m) => Status::invalid_argument(m),
             AdminError::FailedPrecondition(m) => Status::failed_precondition(m),
             AdminError::Conflict(m) => Status::already_exists(m),
+            AdminError::ResourceExhausted(m) => Status::resource_exhausted(m),
             AdminError::NotFound => Status::not_found("no such invite"),
             AdminError::Unavailable(e) => Status::unavailable(e.to_string()),
             AdminError::Storage(m) => Status::unavailable(m),
@@ -72,6 +75,13 @@ fn state_to_proto(s: InviteStatus) -> proto::InviteState {
 
 fn to_proto(v: InviteView) -> proto::Invite {
     let pending = v.invite.pending();
+    let remaining = v.invite.remaining();
+    let minted_by = v.invite.minted_by.unwrap_or_default();
+    let tree = v
+        .invite
+        .tree
+        .map(|t| t.as_str().to_owned())
+        .unwrap_or_default();
     let s = v.invite.spec;
     proto::Invite {
         token: s.token.as_str().to_owned(),
@@ -90,7 +100,87 @@ fn to_proto(v: InviteView) -> proto::Invite {
         state: state_to_proto(v.status) as i32,
         uri: v.uri,
         landing_url: v.landing_url.unwrap_or_default(),
+        remaining,
+        minted_by,
+        tree,
     }
+}
+
+fn event_to_proto(e: HistoryEntry) -> proto::InviteEvent {
+    let mut out = proto::InviteEvent {
+        seq: e.seq.unwrap_or(0),
+        at_ms: e.at,
+        token: e.token.as_str().to_owned(),
+        inviter: e.inviter.clone().unwrap_or_default(),
+        event: e.name().to_owned(),
+        ..Default::default()
+    };
+    match e.event {
+        Some(EventKind::Created {
+            kind,
+            roles,
+            groups,
+        }) => {
+            out.kind = kind_to_proto(kind) as i32;
+            out.roles = roles;
+            out.groups = groups;
+        }
+        Some(
+            EventKind::Reserved {
+                reservation,
+                account,
+                node,
+                path,
+            }
+            | EventKind::Redeemed {
+                reservation,
+                account,
+                node,
+                path,
+            },
+        ) => {
+            out.reservation = reservation;
+            out.account = account;
+            out.node = node;
+            out.path = path.as_str().to_owned();
+        }
+        Some(EventKind::Released {
+            reservation,
+            account,
+        }) => {
+            out.reservation = reservation;
+            out.account = account;
+        }
+        Some(EventKind::Revoked) | None => {}
+    }
+    out
+}
+
+fn origin_to_proto(v: OriginView) -> proto::AccountOrigin {
+    let mut out = proto::AccountOrigin {
+        username: v.username,
+        has_origin: v.origin.is_some(),
+        tree_size: v.tree_size,
+        tree_limit: v.tree_limit,
+        live_invites: v.live_invites,
+        invite_quota: v.invite_quota,
+        minting_blocked_until_ms: v.minting_blocked_until.unwrap_or(0),
+        admin: v.admin,
+        ..Default::default()
+    };
+    if let Some(o) = v.origin {
+        out.invite = o.invite.as_str().to_owned();
+        out.inviter = o.inviter.unwrap_or_default();
+        out.tree = o.tree.as_str().to_owned();
+        out.depth = o.depth;
+        out.registered_at_ms = o.registered_at;
+        out.chain_started_at_ms = o.chain_started;
+    }
+    out
+}
+
+fn nonempty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }
 
 fn token(s: &str) -> Result<Token, Status> {
@@ -119,6 +209,7 @@ impl Admin for AdminService {
             groups: r.groups,
             ttl: r.ttl_seconds.map(std::time::Duration::from_secs),
             created_by: Some("admin-api".into()),
+            as_user: nonempty(r.as_user),
         };
         Ok(Response::new(to_proto(self.invites.create(req).await?)))
     }
@@ -160,6 +251,50 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::Invite>, Status> {
         let t = token(&request.into_inner().token)?;
         Ok(Response::new(to_proto(self.invites.revoke(&t).await?)))
+    }
+
+    async fn list_invite_events(
+        &self,
+        request: Request<ListInviteEventsRequest>,
+    ) -> Result<Response<ListInviteEventsResponse>, Status> {
+        let r = request.into_inner();
+        let filter = EventFilter {
+            token: match nonempty(r.token) {
+                Some(t) => Some(token(&t)?),
+                None => None,
+            },
+            inviter: nonempty(r.inviter),
+            account: nonempty(r.account),
+            since: r.since_ms,
+            until: r.until_ms,
+        };
+        let from = match r.page_token.as_str() {
+            "" => 0,
+            t => t
+                .parse()
+                .map_err(|_| Status::invalid_argument("malformed page token"))?,
+        };
+        let size = match r.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let (events, next) = self.invites.events(filter, from, size).await?;
+        Ok(Response::new(ListInviteEventsResponse {
+            events: events.into_iter().map(event_to_proto).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_account_origin(
+        &self,
+        request: Request<GetAccountOriginRequest>,
+    ) -> Result<Response<proto::AccountOrigin>, Status> {
+        let name = request.into_inner().username;
+        let user = Username::parse(&name)
+            .map_err(|e| Status::invalid_argument(format!("username '{name}': {e}")))?;
+        Ok(Response::new(origin_to_proto(
+            self.invites.origin(&user).await?,
+        )))
     }
 }
 

@@ -24,6 +24,8 @@ pub enum AdminError {
     FailedPrecondition(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("no such invite")]
     NotFound,
     #[error(transparent)]
@@ -45,6 +47,9 @@ pub struct NewInvite {
     pub groups: Vec<String>,
     pub ttl: Option<Duration>,
     pub created_by: Option<String>,
+    /// The local user minting it: their quota and tree limits apply unless
+    /// they are an administrator. `None`: an operator's invite.
+    pub as_user: Option<String>,
 }
 
 /// An invite as administrators see it.
@@ -97,6 +102,19 @@ impl InviteAdmin {
         let inviter = match req.inviter.as_deref().filter(|u| !u.is_empty()) {
             Some(u) => {
                 Some(Username::parse(u).map_err(|e| invalid(format!("inviter '{u}': {e}")))?)
+            }
+            None => None,
+        };
+        let minter = match req.as_user.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => {
+                let user =
+                    Username::parse(u).map_err(|e| invalid(format!("as_user '{u}': {e}")))?;
+                if self.account_missing(&user).await? {
+                    return Err(AdminError::FailedPrecondition(format!(
+                        "no account '{user}'"
+                    )));
+                }
+                Some(user)
             }
             None => None,
         };
@@ -175,8 +193,29 @@ impl InviteAdmin {
             created_by: req.created_by,
         };
         let token = spec.token.clone();
-        match self.ledger.propose(Command::Create(spec)).await? {
+        let limits = match &minter {
+            Some(user) => self.mint_limits(user).await,
+            None => None,
+        };
+        let command = match (&minter, &limits) {
+            (Some(user), Some(limits)) => Command::Mint {
+                spec,
+                minter: user.as_str().to_owned(),
+                limits: limits.clone(),
+            },
+            _ => Command::Create(spec),
+        };
+        match self.ledger.propose(command).await? {
             Outcome::Created => {}
+            Outcome::Rejected(
+                r @ (Rejection::QuotaExceeded | Rejection::TreeFull | Rejection::ChainTooFast),
+            ) => {
+                if let (Some(user), Some(limits)) = (&minter, &limits) {
+                    tracing::info!(user = %user, reason = %r, "invite refused by a minting limit");
+                    return Err(self.limit_error(user, limits, r).await);
+                }
+                return Err(AdminError::FailedPrecondition(r.to_string()));
+            }
             Outcome::Rejected(r) => return Err(AdminError::FailedPrecondition(r.to_string())),
             other => {
                 return Err(AdminError::FailedPrecondition(format!(
@@ -188,7 +227,7 @@ impl InviteAdmin {
         self.get(&token).await
     }
 
-    async fn account_missing(&self, user: &Username) -> Result<bool, AdminError> {
+    pub(super) async fn account_missing(&self, user: &Username) -> Result<bool, AdminError> {
         self.store
             .get(user)
             .await

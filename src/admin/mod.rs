@@ -2,7 +2,9 @@
 //! the ad-hoc commands), and the bearer-token check.
 
 pub mod grpc;
+pub mod history;
 pub mod invites;
+pub mod limits;
 pub mod token;
 
 /// Code generated from proto/usher.proto.

@@ -17,23 +17,26 @@ pub const INVITE: &str = "urn:xmpp:invite#invite";
 const NOT_PERMITTED: &str = "You don't have permission to execute this command";
 
 impl Session {
+    /// The invite operations, shared with the admin API.
+    fn invite_admin(&self) -> InviteAdmin {
+        InviteAdmin {
+            ledger: self.shared.ledger.clone(),
+            store: self.shared.store.clone(),
+            config: self.shared.config.clone(),
+        }
+    }
+
     /// Whether `user` administers this server: listed in `admins`, or holding the `admin` role.
     pub(super) async fn is_admin(&self, user: &Username) -> bool {
-        let bare = self.bare_jid(user);
-        if self
-            .shared
-            .config
-            .admins
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&bare))
-        {
-            return true;
-        }
-        self.has_role(user, "admin").await
+        self.invite_admin().is_admin(user).await
     }
 
     async fn has_role(&self, user: &Username, role: &str) -> bool {
-        matches!(self.shared.store.get(user).await, Ok(Some(a)) if a.roles.iter().any(|r| r == role))
+        self.invite_admin()
+            .roles(user)
+            .await
+            .iter()
+            .any(|r| r == role)
     }
 
     /// The command items of disco#items on the commands node.
@@ -90,6 +93,7 @@ impl Session {
                 kind: Some(InviteKind::Account),
                 username,
                 created_by: Some(self.bare_jid(&user)),
+                as_user: Some(user.as_str().to_owned()),
                 ..NewInvite::default()
             }
         } else {
@@ -101,15 +105,11 @@ impl Session {
                 inviter: Some(user.as_str().to_owned()),
                 allow_registration: may_register,
                 created_by: Some(self.bare_jid(&user)),
+                as_user: Some(user.as_str().to_owned()),
                 ..NewInvite::default()
             }
         };
-        let invites = InviteAdmin {
-            ledger: self.shared.ledger.clone(),
-            store: self.shared.store.clone(),
-            config: self.shared.config.clone(),
-        };
-        match invites.create(request).await {
+        match self.invite_admin().create(request).await {
             Ok(view) => {
                 let done = completed(&node, &session_id, &view);
                 self.send(&iq_result(iq).with_child(done));
@@ -118,6 +118,9 @@ impl Session {
                 iq,
                 StanzaError::not_acceptable("The requested username is invalid."),
             ),
+            Err(AdminError::ResourceExhausted(why)) => {
+                self.command_refused(iq, &node, &session_id, "resource-constraint", &why)
+            }
             Err(AdminError::Conflict(_)) => self.reply_error(
                 iq,
                 StanzaError::new(ErrorType::Cancel, "conflict")
@@ -131,6 +134,19 @@ impl Session {
     }
 
     fn command_forbidden(&mut self, iq: &Element, node: &str, session_id: &str) {
+        self.command_refused(iq, node, session_id, "forbidden", NOT_PERMITTED);
+    }
+
+    /// An IQ error carrying the canceled command with an error note, so the
+    /// client can show the reason.
+    fn command_refused(
+        &mut self,
+        iq: &Element,
+        node: &str,
+        session_id: &str,
+        condition: &'static str,
+        text: &str,
+    ) {
         let canceled = Element::new("command", ns::COMMANDS)
             .with_attr("node", node)
             .with_attr("sessionid", session_id)
@@ -138,9 +154,13 @@ impl Session {
             .with_child(
                 Element::new("note", ns::COMMANDS)
                     .with_attr("type", "error")
-                    .with_text(NOT_PERMITTED),
+                    .with_text(text),
             );
-        let error = StanzaError::new(ErrorType::Auth, "forbidden").with_text(NOT_PERMITTED);
+        let kind = match condition {
+            "forbidden" => ErrorType::Auth,
+            _ => ErrorType::Wait,
+        };
+        let error = StanzaError::new(kind, condition).with_text(text);
         let mut reply = error.reply_to(iq);
         reply.push_child(canceled);
         self.send(&reply);

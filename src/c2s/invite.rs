@@ -4,7 +4,7 @@
 
 use super::iq::iq_result;
 use super::session::Session;
-use crate::accounts::{now_unix, Account, CreateOutcome};
+use crate::accounts::{now_unix, Account, CreateOutcome, Credentials};
 use crate::invites::{
     Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Rejection, Token,
 };
@@ -104,6 +104,9 @@ impl Session {
         username: Username,
         password: String,
     ) -> Result<(), StanzaError> {
+        // Hash first: the use is then held only for the write, and a busy
+        // node refuses before touching the ledger.
+        let credentials = self.derive(password).await?;
         let lease = self.shared.config.ledger.reservation_lease;
         let reservation = crate::secrets::random_id(16);
         let reserve = Command::Reserve {
@@ -135,7 +138,7 @@ impl Session {
         };
         crate::failpoint::hit("after-reserve");
         let written = self
-            .write_account(&spec, &username, password, &reservation)
+            .write_account(&spec, &username, credentials, &reservation)
             .await;
         match written {
             Ok(()) => {
@@ -204,14 +207,9 @@ impl Session {
         &mut self,
         spec: &InviteSpec,
         username: &Username,
-        password: String,
+        credentials: Credentials,
         reservation: &str,
     ) -> Result<(), WriteFailure> {
-        let Some(credentials) = self.derive(password).await else {
-            return Err(WriteFailure::NotWritten(StanzaError::internal(
-                "Please try again later",
-            )));
-        };
         let store = &self.shared.store;
         if spec.kind == InviteKind::Reset {
             return match store

@@ -1,6 +1,7 @@
-//! Registration attempts per client IP address.
+//! Registration attempts per client address: per IPv4 address, and per /64
+//! for IPv6, since one host usually holds a whole /64.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -28,7 +29,22 @@ impl RegistrationLimiter {
         if limiter.len() > RETAIN_THRESHOLD {
             limiter.retain_recent();
         }
-        limiter.check_key(&ip).is_ok()
+        limiter.check_key(&bucket(ip)).is_ok()
+    }
+}
+
+/// The key an address is counted under: itself for IPv4 (and IPv4-mapped
+/// IPv6), its /64 prefix for IPv6.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
     }
 }
 
@@ -45,6 +61,19 @@ mod tests {
         assert!(l.allow(a));
         assert!(!l.allow(a));
         assert!(l.allow(b));
+        // One /64 shares a budget; the next /64 has its own.
+        let l = RegistrationLimiter::new(1);
+        let h1: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        let h2: IpAddr = "2001:db8:0:1:ffff::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:0:2::1".parse().unwrap();
+        assert!(l.allow(h1));
+        assert!(!l.allow(h2));
+        assert!(l.allow(other));
+        // An IPv4-mapped address counts as the IPv4 address.
+        let v4: IpAddr = "192.0.2.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
+        assert!(l.allow(v4));
+        assert!(!l.allow(mapped));
         let off = RegistrationLimiter::new(0);
         assert!((0..100).all(|_| off.allow(a)));
     }

@@ -115,9 +115,7 @@ impl Session {
                 .register_with_invite(iq, invite, username, password)
                 .await;
         }
-        let Some(credentials) = self.derive(password).await else {
-            return Err(StanzaError::internal("Please try again later"));
-        };
+        let credentials = self.derive(password).await?;
         let account = Account {
             username: username.as_str().to_owned(),
             credentials,
@@ -172,8 +170,9 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.reply_error(iq, e),
         };
-        let Some(credentials) = self.derive(password).await else {
-            return self.reply_error(iq, StanzaError::internal("Please try again later"));
+        let credentials = match self.derive(password).await {
+            Ok(c) => c,
+            Err(e) => return self.reply_error(iq, e),
         };
         match self
             .shared
@@ -220,15 +219,24 @@ impl Session {
         })
     }
 
-    /// SCRAM keys for a new password, computed on the CPU pool.
-    pub(super) async fn derive(&self, password: String) -> Option<Credentials> {
+    /// SCRAM keys for a new password, computed on the CPU pool through its
+    /// bounded registration queue.
+    pub(super) async fn derive(&self, password: String) -> Result<Credentials, StanzaError> {
         let iterations = self.shared.config.scram_iterations;
         let hashes = self.shared.config.scram_algs();
-        self.shared
+        let derived = self
+            .shared
             .cpu
-            .run(move || Credentials::derive(&password, iterations, &hashes))
-            .await
-            .ok()
+            .run_queued(move || Credentials::derive(&password, iterations, &hashes))
+            .await;
+        derived.map_err(|e| match e {
+            crate::blocking_pool::PoolError::Busy => {
+                crate::metrics::rate_limit_hit("registration_queue");
+                StanzaError::new(ErrorType::Wait, "resource-constraint")
+                    .with_text("The server is busy with other registrations; try again shortly")
+            }
+            _ => StanzaError::internal("Please try again later"),
+        })
     }
 }
 

@@ -1,36 +1,15 @@
 //! `usher invite …`: create, list, show and revoke invites through the admin API.
 
-use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::{anyhow, Context as _};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use serde_json::json;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
-use tonic::Code;
 
-use usher::admin::proto::admin_client::AdminClient;
+use super::{connect, status_error, time, Connection};
 use usher::admin::proto::{
-    self, CreateInviteRequest, GetInviteRequest, ListInvitesRequest, RevokeInviteRequest,
+    self, CreateInviteRequest, GetInviteRequest, ListInviteEventsRequest, ListInvitesRequest,
+    RevokeInviteRequest,
 };
-use usher::config::Config;
-
-#[derive(Args)]
-pub struct Connection {
-    /// Admin API URL [default: http://ADMIN_ADDR from the config]
-    #[arg(long, global = true)]
-    server: Option<String>,
-    /// File with the admin bearer token [default: DATA_DIR/admin.token]
-    #[arg(long, global = true)]
-    token_file: Option<PathBuf>,
-    /// Config file of the node (for its admin address and data dir)
-    #[arg(long, short, global = true)]
-    config: Option<PathBuf>,
-    /// Print JSON instead of text
-    #[arg(long, global = true)]
-    json: bool,
-}
 
 #[derive(Subcommand)]
 pub enum Action {
@@ -63,6 +42,9 @@ pub enum Action {
         /// Lifetime, e.g. 7d, 12h, 30m [default: the server's]
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
+        /// Mint as this local user, under their invite quota and tree limits.
+        #[arg(long)]
+        as_user: Option<String>,
     },
     /// List invites, newest first.
     List {
@@ -82,6 +64,43 @@ pub enum Action {
         #[arg(allow_hyphen_values = true)]
         token: String,
     },
+    /// Everything that happened to one invite, in order.
+    History {
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+    },
+    /// The audit trail of all invites, oldest first.
+    Events {
+        /// Invites attributed to this user or creator (e.g. admin-api).
+        #[arg(long)]
+        inviter: Option<String>,
+        /// Events about this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// From this time: RFC 3339, or a duration ago such as 2h.
+        #[arg(long, value_parser = parse_when)]
+        since: Option<u64>,
+        /// Before this time: RFC 3339, or a duration ago.
+        #[arg(long, value_parser = parse_when)]
+        until: Option<u64>,
+    },
+}
+
+/// Milliseconds since the epoch from RFC 3339, or from a duration before now.
+fn parse_when(s: &str) -> Result<u64, String> {
+    let at = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(s)
+                .map_err(|_| format!("'{s}' is neither an RFC 3339 time nor a duration"))?;
+            std::time::SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| format!("'{s}' reaches before 1970"))?
+        }
+    };
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|_| format!("'{s}' is before 1970"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,68 +119,6 @@ pub enum StateArg {
     UsedUp,
 }
 
-/// Adds the bearer token to every request.
-type AddToken =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
-
-type Client = AdminClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AddToken>,
->;
-
-async fn connect(conn: &Connection) -> anyhow::Result<Client> {
-    let config = Config::load(conn.config.as_deref()).map_err(|e| anyhow!("configuration: {e}"))?;
-    let url = conn
-        .server
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.admin_addr));
-    let token = match (&conn.token_file, &config.admin_token) {
-        (Some(path), _) => read_token(path)?,
-        (None, Some(t)) => t.clone(),
-        (None, None) => read_token(&usher::admin::token::token_path(&config.data_dir))?,
-    };
-    let header: MetadataValue<_> = format!("Bearer {token}")
-        .parse()
-        .context("the admin token has characters a header cannot carry")?;
-    let channel = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("invalid admin API URL {url}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .connect()
-        .await
-        .map_err(|e| anyhow!("cannot reach the admin API at {url}: {}", source_chain(&e)))?;
-    let add_token: AddToken = Box::new(move |mut req| {
-        req.metadata_mut().insert("authorization", header.clone());
-        Ok(req)
-    });
-    Ok(AdminClient::with_interceptor(channel, add_token))
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
-    }
-    out
-}
-
-fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let t = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the admin token from {}", path.display()))?;
-    Ok(t.trim().to_owned())
-}
-
-fn status_error(s: tonic::Status) -> anyhow::Error {
-    match s.code() {
-        Code::Unauthenticated => anyhow!("the admin API refused the token (check --token-file)"),
-        Code::Unavailable => anyhow!("the node is unavailable: {}", s.message()),
-        Code::NotFound => anyhow!("{}", s.message()),
-        _ => anyhow!("{}", s.message()),
-    }
-}
-
 pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
     let mut client = connect(&conn).await?;
     match action {
@@ -175,6 +132,7 @@ pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
             uses,
             unlimited,
             ttl,
+            as_user,
         } => {
             let kind = if reset.is_some() {
                 proto::InviteKind::Reset
@@ -195,6 +153,7 @@ pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
                 roles,
                 groups,
                 ttl_seconds: ttl.map(|d| d.as_secs().max(1)),
+                as_user: as_user.unwrap_or_default(),
             };
             let invite = client
                 .create_invite(request)
@@ -269,8 +228,101 @@ pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
                 println!("revoked {}", invite.token);
             }
         }
+        Action::History { token } => {
+            // Fails clearly on an unknown token rather than printing nothing.
+            client
+                .get_invite(GetInviteRequest {
+                    token: token.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            let request = ListInviteEventsRequest {
+                token,
+                ..Default::default()
+            };
+            print_events(&mut client, request, conn.json).await?;
+        }
+        Action::Events {
+            inviter,
+            account,
+            since,
+            until,
+        } => {
+            let request = ListInviteEventsRequest {
+                inviter: inviter.unwrap_or_default(),
+                account: account.unwrap_or_default(),
+                since_ms: since,
+                until_ms: until,
+                ..Default::default()
+            };
+            print_events(&mut client, request, conn.json).await?;
+        }
     }
     Ok(())
+}
+
+async fn print_events(
+    client: &mut super::Client,
+    mut request: ListInviteEventsRequest,
+    json: bool,
+) -> anyhow::Result<()> {
+    request.page_size = 1000;
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .list_invite_events(request.clone())
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        all.extend(page.events);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    if json {
+        let events: Vec<_> = all.iter().map(event_json).collect();
+        println!("{}", serde_json::Value::Array(events));
+        return Ok(());
+    }
+    for e in &all {
+        let detail = match e.event.as_str() {
+            "created" => format!("{} by {}", kind_name(e.kind), or_dash(&e.inviter)),
+            "reserved" | "redeemed" => {
+                format!("{} via {} on {}", e.account, e.path, or_dash(&e.node))
+            }
+            "released" => e.account.clone(),
+            _ => String::new(),
+        };
+        println!("{}  {}  {:<8}  {detail}", time(e.at_ms), e.token, e.event);
+    }
+    Ok(())
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+fn event_json(e: &proto::InviteEvent) -> serde_json::Value {
+    let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+    json!({
+        "seq": (e.event != "expired").then_some(e.seq),
+        "at": time(e.at_ms),
+        "at_ms": e.at_ms,
+        "token": e.token,
+        "event": e.event,
+        "inviter": some(&e.inviter),
+        "account": some(&e.account),
+        "node": some(&e.node),
+        "path": some(&e.path),
+        "kind": (e.event == "created").then(|| kind_name(e.kind)),
+        "roles": e.roles,
+        "groups": e.groups,
+    })
 }
 
 fn kind_proto(k: KindArg) -> proto::InviteKind {
@@ -318,11 +370,6 @@ fn uses(i: &proto::Invite) -> String {
     }
 }
 
-fn time(ms: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 fn to_json(i: &proto::Invite) -> serde_json::Value {
     json!({
         "token": i.token,
@@ -334,6 +381,9 @@ fn to_json(i: &proto::Invite) -> serde_json::Value {
         "max_uses": i.max_uses,
         "uses": i.uses,
         "pending": i.pending,
+        "remaining": i.remaining,
+        "minted_by": (!i.minted_by.is_empty()).then_some(&i.minted_by),
+        "tree": (!i.tree.is_empty()).then_some(&i.tree),
         "roles": i.roles,
         "groups": i.groups,
         "created_at": time(i.created_at_ms),
@@ -366,7 +416,13 @@ fn print_invite(i: &proto::Invite, json: bool) {
             }
         );
     }
-    println!("uses:     {} ({} pending)", uses(i), i.pending);
+    match i.remaining {
+        Some(left) => println!("uses:     {} ({} pending, {left} left)", uses(i), i.pending),
+        None => println!("uses:     {} ({} pending)", uses(i), i.pending),
+    }
+    if !i.minted_by.is_empty() {
+        println!("minted by: {}", i.minted_by);
+    }
     if !i.roles.is_empty() {
         println!("roles:    {}", i.roles.join(", "));
     }
@@ -379,10 +435,4 @@ fn print_invite(i: &proto::Invite, json: bool) {
         println!("landing:  {}", i.landing_url);
     }
     println!("uri:      {}", i.uri);
-}
-
-/// Exit status and message for a failed CLI command.
-pub fn fail(e: &anyhow::Error) -> std::process::ExitCode {
-    eprintln!("usher: {e:#}");
-    std::process::ExitCode::FAILURE
 }

@@ -263,8 +263,14 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
 impl TestNode {
     /// Runs `usher invite ARGS…` against this node.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut full = vec!["invite"];
+        full.extend_from_slice(args);
+        self.cli_any(&full)
+    }
+
+    /// Runs `usher ARGS…` (any admin subcommand) against this node.
+    pub fn cli_any(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_usher"))
-            .arg("invite")
             .args(args)
             .arg("--server")
             .arg(format!("http://{}", self.admin_addr))
@@ -386,6 +392,35 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// A logged-in, bound stream of `user` (password `PASSWORD`).
+pub async fn login_as(node: &TestNode, user: &str) -> Client {
+    Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::ScramSha1,
+        user,
+        PASSWORD,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("login {user}: {e}"))
+    .0
+}
+
+/// An XEP-0050 `execute` of the command `node` on the server, with a form.
+pub fn adhoc_execute(node: &str, form: Option<usher::xmpp::dataform::DataForm>) -> Element {
+    let mut cmd = Element::new("command", ns::COMMANDS)
+        .with_attr("node", node)
+        .with_attr("action", "execute");
+    if let Some(f) = form {
+        cmd.push_child(f.to_element());
+    }
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("to", DOMAIN)
+        .with_child(cmd)
 }
 
 pub fn ping() -> Element {
