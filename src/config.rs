@@ -196,6 +196,8 @@ impl Default for InviteTreeConfig {
 pub struct LedgerConfig {
     /// Group commands that arrive together into one Raft entry.
     pub batching: bool,
+    /// Shards (Raft groups) the ledger is split into; fixed at creation.
+    pub shards: u32,
     /// How long a registration may hold an invite use before the janitor
     /// decides it by looking for the account.
     #[serde(with = "humantime_serde")]
@@ -209,6 +211,7 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             batching: true,
+            shards: 8,
             reservation_lease: Duration::from_secs(30),
             janitor_interval: Duration::from_secs(2),
         }
@@ -419,6 +422,9 @@ impl Config {
                 "ledger.reservation_lease",
                 "must be at least 200ms",
             ));
+        }
+        if !(1..=1024).contains(&self.ledger.shards) {
+            return Err(invalid("ledger.shards", "must be between 1 and 1024"));
         }
         if self.ledger.janitor_interval.is_zero() {
             return Err(invalid("ledger.janitor_interval", "must be more than zero"));

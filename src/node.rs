@@ -101,6 +101,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         &data_dir,
         LedgerOptions {
             batching: config.ledger.batching,
+            shards: config.ledger.shards,
         },
     )
     .await?;

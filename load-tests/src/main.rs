@@ -321,7 +321,11 @@ async fn ledger_scenario(
     use usher::ledger::{now_millis, LedgerHandle, LedgerOptions};
     let tmp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    let ledger = LedgerHandle::open_single(&dir, LedgerOptions { batching }).await?;
+    let options = LedgerOptions {
+        batching,
+        shards: 1,
+    };
+    let ledger = LedgerHandle::open_single(&dir, options).await?;
     let token = Token::generate();
     let spec = InviteSpec {
         token: token.clone(),
@@ -349,7 +353,7 @@ async fn ledger_scenario(
         async move {
             let reservation = format!("r{i}");
             let reserve = Command::Reserve {
-                token,
+                token: token.clone(),
                 reservation: reservation.clone(),
                 username: format!("u{i}"),
                 purpose: Purpose::Register,
@@ -362,7 +366,11 @@ async fn ledger_scenario(
                 Outcome::Reserved(_) => {}
                 other => bail!("reserve: {other:?}"),
             }
-            match ledger.propose(Command::Commit { reservation }).await? {
+            let commit = Command::Commit {
+                token: token.clone(),
+                reservation,
+            };
+            match ledger.propose(commit).await? {
                 Outcome::Committed => Ok(()),
                 other => bail!("commit: {other:?}"),
             }

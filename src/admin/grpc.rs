@@ -268,20 +268,14 @@ impl Admin for AdminService {
             since: r.since_ms,
             until: r.until_ms,
         };
-        let from = match r.page_token.as_str() {
-            "" => 0,
-            t => t
-                .parse()
-                .map_err(|_| Status::invalid_argument("malformed page token"))?,
-        };
         let size = match r.page_size as usize {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
-        let (events, next) = self.invites.events(filter, from, size).await?;
+        let (events, next) = self.invites.events(filter, &r.page_token, size).await?;
         Ok(Response::new(ListInviteEventsResponse {
             events: events.into_iter().map(event_to_proto).collect(),
-            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+            next_page_token: next.unwrap_or_default(),
         }))
     }
 

@@ -55,27 +55,61 @@ pub struct OriginView {
 }
 
 impl InviteAdmin {
-    /// One page of events, oldest first, from sequence number `from` on; the
-    /// next page's `from`, if there is more. With a token filter the last page
-    /// ends with the invite's expiry when it has expired.
+    /// One page of events, oldest first. `page_token` is where the previous
+    /// page stopped (empty: the start); the next one is returned if there is
+    /// more. With a token filter the last page ends with the invite's expiry
+    /// when it has expired.
     pub async fn events(
         &self,
         filter: EventFilter,
-        from: u64,
+        page_token: &str,
         limit: usize,
-    ) -> Result<(Vec<HistoryEntry>, Option<u64>), AdminError> {
+    ) -> Result<(Vec<HistoryEntry>, Option<String>), AdminError> {
+        let shards = self.ledger.shard_count() as usize;
+        let mut from = parse_page_token(page_token, shards)?;
         let now = now_millis();
-        let (events, expiry) = self
+        // Each shard keeps its own trail; one more than asked from each tells
+        // whether more follow, and merging by time gives one ordered page.
+        let per_shard = self
             .ledger
-            .read(|l| {
-                // One more than asked tells whether another page follows.
-                let events = l.events(&filter, from, limit + 1);
-                let expiry = filter.token.as_ref().and_then(|t| {
-                    let invite = l.get(t)?;
+            .read_all(|l| l.events(&filter, 0, usize::MAX))
+            .await?;
+        let mut merged: Vec<(usize, InviteEvent)> = per_shard
+            .into_iter()
+            .enumerate()
+            .flat_map(|(shard, events)| {
+                let start = from[shard];
+                events
+                    .into_iter()
+                    .filter(move |e| e.seq >= start)
+                    .take(limit + 1)
+                    .map(move |e| (shard, e))
+            })
+            .collect();
+        merged.sort_by_key(|(shard, e)| (e.at, *shard, e.seq));
+        let more = merged.len() > limit;
+        let mut page = Vec::with_capacity(limit.min(merged.len()));
+        for (shard, event) in merged.into_iter().take(limit) {
+            from[shard] = event.seq + 1;
+            page.push(HistoryEntry::from(event));
+        }
+        if more {
+            let next = from
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            return Ok((page, Some(next)));
+        }
+        if let Some(token) = &filter.token {
+            let expiry = self
+                .ledger
+                .read(token, |l| {
+                    let invite = l.get(token)?;
                     (invite.status(now) == InviteStatus::Expired).then(|| HistoryEntry {
                         seq: None,
                         at: invite.spec.expires_at,
-                        token: t.clone(),
+                        token: token.clone(),
                         inviter: invite
                             .minted_by
                             .clone()
@@ -83,23 +117,11 @@ impl InviteAdmin {
                             .or_else(|| invite.spec.created_by.clone()),
                         event: None,
                     })
-                });
-                (events, expiry)
-            })
-            .await?;
-        let more = events.len() > limit;
-        let mut page: Vec<HistoryEntry> = events
-            .into_iter()
-            .take(limit)
-            .map(HistoryEntry::from)
-            .collect();
-        let next = if more {
-            page.last().and_then(|e| e.seq).map(|s| s + 1)
-        } else {
+                })
+                .await?;
             page.extend(expiry);
-            None
-        };
-        Ok((page, next))
+        }
+        Ok((page, None))
     }
 
     /// Where `user` came from and what they may mint now.
@@ -112,14 +134,17 @@ impl InviteAdmin {
         let limits = self.mint_limits(user).await;
         let now = now_millis();
         let name = user.as_str().to_owned();
-        let (origin, tree_size, live) = self
+        let origin = self.origin_of(user).await?;
+        let tree_size = match &origin {
+            Some(o) => self.ledger.read(&o.tree, |l| l.tree_size(&o.tree)).await?,
+            None => 0,
+        };
+        let live = self
             .ledger
-            .read(|l| {
-                let origin = l.origin(&name).cloned();
-                let size = origin.as_ref().map_or(0, |o| l.tree_size(&o.tree));
-                (origin, size, l.live_invites_of(&name, now))
-            })
-            .await?;
+            .read_all(|l| l.live_invites_of(&name, now))
+            .await?
+            .into_iter()
+            .sum();
         let blocked_until = match (&origin, &limits) {
             (Some(o), Some(lim))
                 if lim.fast_chain_window > 0 && o.depth >= lim.fast_chain_depth =>
@@ -139,4 +164,20 @@ impl InviteAdmin {
             minting_blocked_until: blocked_until,
         })
     }
+}
+
+/// Per shard, the first sequence number not yet shown.
+fn parse_page_token(token: &str, shards: usize) -> Result<Vec<u64>, AdminError> {
+    if token.is_empty() {
+        return Ok(vec![0; shards]);
+    }
+    let from: Vec<u64> = token
+        .split(',')
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| AdminError::InvalidArgument("malformed page token".into()))?;
+    if from.len() != shards {
+        return Err(AdminError::InvalidArgument("malformed page token".into()));
+    }
+    Ok(from)
 }

@@ -192,11 +192,17 @@ impl InviteAdmin {
             expires_at: now + ttl.as_millis() as u64,
             created_by: req.created_by,
         };
-        let token = spec.token.clone();
         let limits = match &minter {
             Some(user) => self.mint_limits(user).await,
             None => None,
         };
+        let mut spec = spec;
+        if let (Some(user), Some(_)) = (&minter, &limits) {
+            // Everything a minting limit looks at (the minter's invites, their
+            // tree, their origin) lives in one shard; the token must too.
+            spec.token = self.ledger.token_in_shard(self.mint_shard(user).await?);
+        }
+        let token = spec.token.clone();
         let command = match (&minter, &limits) {
             (Some(user), Some(limits)) => Command::Mint {
                 spec,
@@ -236,7 +242,7 @@ impl InviteAdmin {
     }
 
     pub async fn get(&self, token: &Token) -> Result<InviteView, AdminError> {
-        let invite = self.ledger.read(|l| l.get(token).cloned()).await?;
+        let invite = self.ledger.read(token, |l| l.get(token).cloned()).await?;
         invite.map(|i| self.view(i)).ok_or(AdminError::NotFound)
     }
 
@@ -273,14 +279,17 @@ impl InviteAdmin {
         };
         let mut matching: Vec<Invite> = self
             .ledger
-            .read(|l| {
+            .read_all(|l| {
                 l.invites()
                     .filter(|i| filter.kind.is_none_or(|k| k == i.spec.kind))
                     .filter(|i| filter.status.is_none_or(|s| s == i.status(now)))
                     .cloned()
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .await?;
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         matching.sort_by_key(|i| std::cmp::Reverse(order_key(i)));
         let start = match &cursor {
             Some(c) => matching
@@ -342,7 +351,11 @@ mod tests {
     #[actix_rt::test]
     async fn pages_newest_first_without_gaps_or_repeats() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = LedgerHandle::open_single(dir.path(), LedgerOptions { batching: true })
+        let options = LedgerOptions {
+            batching: true,
+            shards: 4,
+        };
+        let ledger = LedgerHandle::open_single(dir.path(), options)
             .await
             .unwrap();
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());

@@ -3,6 +3,7 @@
 //! numbers go into the ledger's Mint command, which enforces them.
 
 use crate::invites::tree::MintLimits;
+use crate::invites::Origin;
 use crate::invites::{Millis, Rejection};
 use crate::xmpp::jid::Username;
 
@@ -54,6 +55,25 @@ impl InviteAdmin {
         })
     }
 
+    /// Where `user` came from: the newest origin any shard records (a name
+    /// deleted and registered again has an older one elsewhere).
+    pub async fn origin_of(&self, user: &Username) -> Result<Option<Origin>, AdminError> {
+        let name = user.as_str();
+        let found = self.ledger.read_all(|l| l.origin(name).cloned()).await?;
+        Ok(found.into_iter().flatten().max_by_key(|o| o.registered_at))
+    }
+
+    /// The shard a user's invites are minted into: that of their invite tree,
+    /// or one of their own if they came by no invite. Quota, tree size and
+    /// chain checks then all see the whole picture in one place.
+    pub async fn mint_shard(&self, user: &Username) -> Result<u32, AdminError> {
+        let shards = self.ledger.shard_count();
+        Ok(match self.origin_of(user).await? {
+            Some(origin) => crate::ledger::shard_of(&origin.tree, shards),
+            None => crate::ledger::shard_of_name(user.as_str(), shards),
+        })
+    }
+
     /// The error for a refused mint, saying what limit and what to do.
     pub(super) async fn limit_error(
         &self,
@@ -73,15 +93,11 @@ impl InviteAdmin {
             ),
             Rejection::ChainTooFast => {
                 let until = self
-                    .ledger
-                    .read(|l| {
-                        l.origin(user.as_str())
-                            .map(|o| o.chain_started + limits.fast_chain_window)
-                    })
+                    .origin_of(user)
                     .await
                     .ok()
                     .flatten()
-                    .unwrap_or(0);
+                    .map_or(0, |o| o.chain_started + limits.fast_chain_window);
                 let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(until);
                 format!(
                     "{user} joined through a chain of invites {} levels deep created moments \

@@ -69,7 +69,7 @@ impl Session {
         let checked = self
             .shared
             .ledger
-            .read(|l| l.validate(&token, now).map(|_| ()))
+            .read(&token, |l| l.validate(&token, now).map(|_| ()))
             .await;
         match checked {
             Ok(Ok(())) => {
@@ -148,7 +148,13 @@ impl Session {
             }
             Err(WriteFailure::NotWritten(error)) => {
                 // Nothing was written: give the use back at once, not at lease end.
-                if let Err(e) = self.propose_quietly(Command::Release { reservation }).await {
+                if let Err(e) = self
+                    .propose_quietly(Command::Release {
+                        token: spec.token.clone(),
+                        reservation,
+                    })
+                    .await
+                {
                     tracing::warn!(error = %e, "release deferred to the lease janitor");
                 }
                 Err(error)
@@ -179,7 +185,13 @@ impl Session {
         self.invite = None;
         // The account exists and names the reservation: if this commit is
         // lost, the janitor commits it when the lease runs out.
-        if let Err(e) = self.propose_quietly(Command::Commit { reservation }).await {
+        if let Err(e) = self
+            .propose_quietly(Command::Commit {
+                token: spec.token.clone(),
+                reservation,
+            })
+            .await
+        {
             tracing::warn!(error = %e, "commit deferred to the lease janitor");
         }
         if let Some(inviter) = spec

@@ -179,7 +179,7 @@ impl Session {
         let fits = self
             .shared
             .ledger
-            .read(|l| {
+            .read(&token, |l| {
                 l.validate(&token, now).is_ok_and(|i| {
                     i.spec.kind == InviteKind::Contact
                         && i.spec.inviter.as_deref() == Some(contact.as_str())
@@ -212,7 +212,10 @@ impl Session {
         if let Err(e) = self
             .shared
             .ledger
-            .propose(Command::Commit { reservation })
+            .propose(Command::Commit {
+                token: token.clone(),
+                reservation,
+            })
             .await
         {
             tracing::warn!(error = %e, "subscription invite commit failed; the lease janitor will release it");

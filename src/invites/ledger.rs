@@ -47,10 +47,13 @@ pub enum Command {
         #[serde(default)]
         path: RedeemPath,
     },
+    /// `token` is the reserved invite: it routes the command to its shard.
     Commit {
+        token: Token,
         reservation: ReservationId,
     },
     Release {
+        token: Token,
         reservation: ReservationId,
     },
     Revoke {
@@ -63,6 +66,21 @@ pub enum Command {
         #[serde(default)]
         events_before: Millis,
     },
+}
+
+impl Command {
+    /// The invite a command is about, which decides its shard; `None` for a
+    /// sweep, which every shard runs.
+    pub fn token(&self) -> Option<&Token> {
+        match self {
+            Command::Create(spec) | Command::Mint { spec, .. } => Some(&spec.token),
+            Command::Reserve { token, .. }
+            | Command::Commit { token, .. }
+            | Command::Release { token, .. }
+            | Command::Revoke { token } => Some(token),
+            Command::Sweep { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -152,10 +170,10 @@ impl Ledger {
                 validated_at,
                 at,
             ),
-            Command::Commit { reservation } => {
+            Command::Commit { reservation, .. } => {
                 self.resolve(&reservation, ReservationState::Committed, at)
             }
-            Command::Release { reservation } => {
+            Command::Release { reservation, .. } => {
                 self.resolve(&reservation, ReservationState::Released, at)
             }
             Command::Revoke { token } => self.revoke(&token, at),
@@ -496,14 +514,21 @@ mod tests {
         }
     }
 
+    /// Commit and release find the invite by reservation; the token only routes.
+    fn any_token() -> Token {
+        Token::parse("token-0000000000-xxxxx").unwrap()
+    }
+
     fn commit(id: &str) -> Command {
         Command::Commit {
+            token: any_token(),
             reservation: id.into(),
         }
     }
 
     fn release(id: &str) -> Command {
         Command::Release {
+            token: any_token(),
             reservation: id.into(),
         }
     }
@@ -826,9 +851,14 @@ mod tests {
             ),
             (token.clone(), rid.clone(), 0u8..4, 0u64..2500)
                 .prop_map(|(t, r, u, at)| { reserve(&t, &r, &format!("u{u}"), at) }),
-            rid.clone()
-                .prop_map(|reservation| Command::Commit { reservation }),
-            rid.prop_map(|reservation| Command::Release { reservation }),
+            rid.clone().prop_map(|reservation| Command::Commit {
+                token: any_token(),
+                reservation
+            }),
+            rid.prop_map(|reservation| Command::Release {
+                token: any_token(),
+                reservation
+            }),
             token.clone().prop_map(|token| Command::Revoke { token }),
             (3u8..6, 0u8..3).prop_map(|(n, who)| mint(n, &format!("u{who}"), &limits(2, 3, 50))),
             (0u64..3000).prop_map(|before| Command::Sweep {
@@ -911,7 +941,7 @@ mod tests {
         ) {
             let mut l = Ledger::default();
             for c in cmds { l.run(c); }
-            let c = if commit { Command::Commit { reservation: id.clone() } } else { Command::Release { reservation: id } };
+            let c = if commit { super::tests::commit(&id) } else { super::tests::release(&id) };
             let first = l.run(c.clone());
             let after_first = l.clone();
             let second = l.run(c);

@@ -53,7 +53,12 @@ pub async fn resolve_expired_leases(
     accounts: &dyn AccountStore,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let now = now_millis();
-    let expired = ledger.read(|l| l.expired_leases(now)).await?;
+    // Each shard's leader settles that shard's leases, so the work moves
+    // with leadership and no two nodes decide the same lease.
+    let mut expired = Vec::new();
+    for shard in ledger.led_here() {
+        expired.extend(ledger.read_now(shard, |l| l.expired_leases(now))?);
+    }
     let mut resolved = 0;
     for (id, token, reservation) in expired {
         let account_has_it = match (reservation.purpose, Username::parse(&reservation.username)) {
@@ -66,10 +71,12 @@ pub async fn resolve_expired_leases(
         };
         let command = if account_has_it {
             Command::Commit {
+                token: token.clone(),
                 reservation: id.clone(),
             }
         } else {
             Command::Release {
+                token: token.clone(),
                 reservation: id.clone(),
             }
         };

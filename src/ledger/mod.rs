@@ -1,9 +1,12 @@
 //! The token ledger: invites and their uses, replicated through Raft
-//! (openraft). A node runs one shard per Raft group; on a single node that is
-//! one group with one voter, on the same code path a cluster uses.
+//! (openraft). Invites are split over shards by a hash of their token; each
+//! shard is its own Raft group with its own log. A standalone node holds every
+//! shard as their only voter; in a cluster a node forwards what it cannot
+//! decide to the shard's leader (see `Remote`).
 
 mod janitor;
 mod network;
+mod routing;
 pub mod shard;
 mod store;
 pub mod types;
@@ -14,117 +17,429 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr};
+use async_trait::async_trait;
+use openraft::network::RaftNetworkFactory;
+use openraft::BasicNode;
 use tokio::sync::oneshot;
 
-use crate::invites::{Command, Ledger, Outcome};
+use crate::invites::{Command, Ledger, Outcome, Token};
 use shard::{LedgerShard, Propose};
 use store::{LogStore, SmState, StateMachine};
-use types::Raft;
+use types::{LedgerRaft, LogId, NodeId, Raft};
 
 pub use janitor::spawn_janitor;
+pub use network::NoPeers;
+pub use routing::{shard_of, shard_of_name};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     #[error("the invite ledger is unavailable: {0}")]
     Unavailable(String),
+    /// This node does not lead the shard; `leader` is who does, if known.
+    #[error("not the leader of ledger shard {shard}")]
+    NotLeader {
+        shard: u32,
+        leader: Option<(NodeId, BasicNode)>,
+    },
+}
+
+/// Options of a node's ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    /// Group commands that arrive together into one Raft entry.
+    pub batching: bool,
+    /// Shards of the ledger; fixed when the data dir (or cluster) is created.
+    pub shards: u32,
+}
+
+/// How a node reaches the leader of a shard on another node: proposals and
+/// read barriers go there. The peer gRPC client implements it.
+#[async_trait]
+pub trait Remote: Send + Sync {
+    async fn propose(
+        &self,
+        leader: &BasicNode,
+        shard: u32,
+        command: Command,
+    ) -> Result<Outcome, LedgerError>;
+
+    /// Asks the leader for the log position a linearizable read must wait for.
+    async fn read_index(
+        &self,
+        leader: &BasicNode,
+        shard: u32,
+    ) -> Result<Option<LogId>, LedgerError>;
+}
+
+/// One shard as this node holds it.
+pub struct Shard {
+    pub index: u32,
+    actor: Addr<LedgerShard>,
+    pub raft: Raft,
+    state: Arc<RwLock<SmState>>,
+}
+
+struct Inner {
+    shards: Vec<Shard>,
+    node_id: NodeId,
+    remote: Option<Arc<dyn Remote>>,
 }
 
 /// How the rest of the node talks to the ledger.
 #[derive(Clone)]
 pub struct LedgerHandle {
-    shard: Addr<LedgerShard>,
-    raft: Raft,
-    state: Arc<RwLock<SmState>>,
+    inner: Arc<Inner>,
 }
 
-/// Options of a ledger shard.
-#[derive(Debug, Clone)]
-pub struct LedgerOptions {
-    /// Group commands that arrive together into one Raft entry.
-    pub batching: bool,
+/// How long a proposal keeps looking for a shard leader (an election, a
+/// leader that just died) before it reports the ledger unavailable.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+fn fail(what: &str, e: &dyn std::fmt::Display) -> LedgerError {
+    LedgerError::Unavailable(format!("{what}: {e}"))
 }
 
 impl LedgerHandle {
-    /// Opens (or creates) the single-node ledger in `dir` and waits until it
-    /// leads its group. Call from the actix System's runtime.
+    /// Opens (or creates) a standalone node's ledger in `dir`: every shard
+    /// with this node as its only voter. Call from the actix System's runtime.
     pub async fn open_single(
         dir: &Path,
         options: LedgerOptions,
     ) -> Result<LedgerHandle, LedgerError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            LedgerError::Unavailable(format!("{what}: {e}"))
-        };
-        let db = store::open_database(&dir.join("ledger.redb"))
-            .map_err(|e| fail("opening ledger.redb", &e))?;
-        let log = LogStore::new(db.clone());
-        let sm = StateMachine::open(db).map_err(|e| fail("loading the snapshot", &e))?;
-        let state = sm.state.clone();
-        let config = openraft::Config {
-            cluster_name: "usher-ledger".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| fail("raft config", &e))?;
-        let raft = Raft::new(1, Arc::new(config), network::NoPeers, log, sm)
-            .await
-            .map_err(|e| fail("starting raft", &e))?;
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| fail("raft state", &e))?;
-        if !initialized {
-            let members = BTreeMap::from([(1u64, openraft::BasicNode::default())]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| fail("initializing the ledger", &e))?;
-        }
-        raft.wait(Some(Duration::from_secs(30)))
-            .current_leader(1, "single-node ledger elects itself")
-            .await
-            .map_err(|e| fail("electing a leader", &e))?;
-        let shard = LedgerShard::new(raft.clone(), options.batching).start();
-        Ok(LedgerHandle { shard, raft, state })
+        let ledger = Self::open(dir, options, 1, |_| NoPeers, None).await?;
+        ledger
+            .initialize(BTreeMap::from([(1, BasicNode::default())]))
+            .await?;
+        ledger.wait_for_leaders(Duration::from_secs(30)).await?;
+        Ok(ledger)
     }
 
-    /// Puts one command through Raft; returns its outcome once applied.
+    /// Opens every shard's log and state machine in `dir` and starts its Raft
+    /// group with `network(shard)` to reach peers. Groups start uninitialized on a new
+    /// data dir: see `initialize`, or let a cluster's leader add this node.
+    pub async fn open<N>(
+        dir: &Path,
+        options: LedgerOptions,
+        node_id: NodeId,
+        network: impl Fn(u32) -> N,
+        remote: Option<Arc<dyn Remote>>,
+    ) -> Result<LedgerHandle, LedgerError>
+    where
+        N: RaftNetworkFactory<LedgerRaft>,
+    {
+        let shard_dir = dir.join("ledger");
+        std::fs::create_dir_all(&shard_dir).map_err(|e| fail("creating the ledger dir", &e))?;
+        check_shard_count(&shard_dir, options.shards)?;
+        let mut shards = Vec::new();
+        for index in 0..options.shards {
+            let db = store::open_database(&shard_dir.join(format!("shard-{index}.redb")))
+                .map_err(|e| fail(&format!("opening shard {index}"), &e))?;
+            let log = LogStore::new(db.clone());
+            let sm = StateMachine::open(db).map_err(|e| fail("loading the snapshot", &e))?;
+            let state = sm.state.clone();
+            let config = openraft::Config {
+                cluster_name: format!("usher-ledger-{index}"),
+                heartbeat_interval: 250,
+                election_timeout_min: 1000,
+                election_timeout_max: 2000,
+                ..Default::default()
+            }
+            .validate()
+            .map_err(|e| fail("raft config", &e))?;
+            let raft = Raft::new(node_id, Arc::new(config), network(index), log, sm)
+                .await
+                .map_err(|e| fail("starting raft", &e))?;
+            let actor = LedgerShard::new(raft.clone(), index, options.batching).start();
+            shards.push(Shard {
+                index,
+                actor,
+                raft,
+                state,
+            });
+        }
+        Ok(LedgerHandle {
+            inner: Arc::new(Inner {
+                shards,
+                node_id,
+                remote,
+            }),
+        })
+    }
+
+    /// Makes `members` the voters of every shard not initialized yet (the
+    /// first node of a cluster, or a standalone node).
+    pub async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, BasicNode>,
+    ) -> Result<(), LedgerError> {
+        for shard in &self.inner.shards {
+            let initialized = shard
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| fail("raft state", &e))?;
+            if !initialized {
+                shard
+                    .raft
+                    .initialize(members.clone())
+                    .await
+                    .map_err(|e| fail("initializing the ledger", &e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every shard knows a leader.
+    pub async fn wait_for_leaders(&self, limit: Duration) -> Result<(), LedgerError> {
+        for shard in &self.inner.shards {
+            shard
+                .raft
+                .wait(Some(limit))
+                .metrics(|m| m.current_leader.is_some(), "a shard leader")
+                .await
+                .map_err(|e| fail(&format!("electing a leader of shard {}", shard.index), &e))?;
+        }
+        Ok(())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    pub fn shards(&self) -> &[Shard] {
+        &self.inner.shards
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.inner.shards.len() as u32
+    }
+
+    /// The shard holding `token`.
+    pub fn shard_for(&self, token: &Token) -> u32 {
+        shard_of(token, self.shard_count())
+    }
+
+    /// A fresh token that falls in `shard` (for invites that must live
+    /// beside others, see `Ledger::mint`).
+    pub fn token_in_shard(&self, shard: u32) -> Token {
+        loop {
+            let token = Token::generate();
+            if self.shard_for(&token) == shard {
+                return token;
+            }
+        }
+    }
+
+    /// Puts one command through Raft on its shard (a sweep on every shard);
+    /// returns its outcome once applied.
     pub async fn propose(&self, command: Command) -> Result<Outcome, LedgerError> {
         let started = std::time::Instant::now();
-        let (tx, rx) = oneshot::channel();
-        self.shard
-            .send(Propose { command, reply: tx })
-            .await
-            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-        let outcome = rx
-            .await
-            .map_err(|_| LedgerError::Unavailable("the ledger shard stopped".into()))?;
+        let outcome = match command.token() {
+            Some(token) => {
+                let shard = self.shard_for(token);
+                self.propose_to(shard, command).await
+            }
+            None => {
+                let mut swept = 0;
+                for shard in 0..self.shard_count() {
+                    if let Outcome::Swept(n) = self.propose_to(shard, command.clone()).await? {
+                        swept += n;
+                    }
+                }
+                Ok(Outcome::Swept(swept))
+            }
+        };
         metrics::histogram!(crate::metrics::LEDGER_PROPOSAL_SECONDS)
             .record(started.elapsed().as_secs_f64());
         outcome
     }
 
-    /// The node that leads the ledger's group now, if any.
-    pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+    /// Proposes on `shard`: locally when this node leads it, else on its
+    /// leader, waiting out elections for a while.
+    pub async fn propose_to(&self, shard: u32, command: Command) -> Result<Outcome, LedgerError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let attempt = match self.propose_local(shard, command.clone()).await {
+                Err(LedgerError::NotLeader {
+                    leader: Some((id, node)),
+                    ..
+                }) if id != self.inner.node_id => match &self.inner.remote {
+                    Some(remote) => remote.propose(&node, shard, command.clone()).await,
+                    None => Err(LedgerError::Unavailable("no peer transport".into())),
+                },
+                other => other,
+            };
+            match attempt {
+                Err(LedgerError::NotLeader { .. }) | Err(LedgerError::Unavailable(_))
+                    if tokio::time::Instant::now() < deadline && self.is_clustered() =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
-    /// Reads the ledger linearizably: everything committed before the call is visible.
-    pub async fn read<T>(&self, f: impl FnOnce(&Ledger) -> T) -> Result<T, LedgerError> {
-        self.raft
-            .ensure_linearizable()
+    /// Proposes on this node's copy of `shard`; `NotLeader` if it does not lead it.
+    pub async fn propose_local(
+        &self,
+        shard: u32,
+        command: Command,
+    ) -> Result<Outcome, LedgerError> {
+        let shard = self.shard(shard)?;
+        let (tx, rx) = oneshot::channel();
+        shard
+            .actor
+            .send(Propose { command, reply: tx })
             .await
             .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        rx.await
+            .map_err(|_| LedgerError::Unavailable("the ledger shard stopped".into()))?
+    }
+
+    /// Whether this node has peers to forward to.
+    fn is_clustered(&self) -> bool {
+        self.inner.remote.is_some()
+    }
+
+    fn shard(&self, index: u32) -> Result<&Shard, LedgerError> {
+        self.inner
+            .shards
+            .get(index as usize)
+            .ok_or_else(|| LedgerError::Unavailable(format!("no shard {index}")))
+    }
+
+    /// Reads the shard of `token` linearizably: everything committed before
+    /// the call is visible.
+    pub async fn read<T>(
+        &self,
+        token: &Token,
+        f: impl FnOnce(&Ledger) -> T,
+    ) -> Result<T, LedgerError> {
+        let shard = self.shard_for(token);
+        self.barrier(shard).await?;
+        self.read_now(shard, f)
+    }
+
+    /// Reads every shard linearizably; one answer per shard.
+    pub async fn read_all<T>(&self, f: impl Fn(&Ledger) -> T) -> Result<Vec<T>, LedgerError> {
+        let mut out = Vec::with_capacity(self.inner.shards.len());
+        for shard in 0..self.shard_count() {
+            self.barrier(shard).await?;
+            out.push(self.read_now(shard, &f)?);
+        }
+        Ok(out)
+    }
+
+    /// This node's copy of a shard as applied so far, without a barrier.
+    pub fn read_now<T>(&self, shard: u32, f: impl FnOnce(&Ledger) -> T) -> Result<T, LedgerError> {
         let state = self
+            .shard(shard)?
             .state
             .read()
             .map_err(|_| LedgerError::Unavailable("ledger state lock poisoned".into()))?;
         Ok(f(&state.ledger))
     }
 
+    /// Waits until this node's copy of `shard` has applied everything the
+    /// leader had committed when the barrier started (a read index).
+    async fn barrier(&self, index: u32) -> Result<(), LedgerError> {
+        let shard = self.shard(index)?;
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let read_index = match self.read_index_local(index).await {
+                Err(LedgerError::NotLeader {
+                    leader: Some((id, node)),
+                    ..
+                }) if id != self.inner.node_id => match &self.inner.remote {
+                    Some(remote) => remote.read_index(&node, index).await,
+                    None => Err(LedgerError::Unavailable("no peer transport".into())),
+                },
+                other => other,
+            };
+            match read_index {
+                Ok(Some(log_id)) => {
+                    return shard
+                        .raft
+                        .wait(Some(LEADER_WAIT))
+                        .applied_index_at_least(Some(log_id.index), "read index")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| fail("catching up for a read", &e));
+                }
+                Ok(None) => return Ok(()),
+                Err(_) if tokio::time::Instant::now() < deadline && self.is_clustered() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// On the leader of `shard`: confirms leadership with a quorum and returns
+    /// the log position a linearizable read must wait for.
+    pub async fn read_index_local(&self, index: u32) -> Result<Option<LogId>, LedgerError> {
+        let shard = self.shard(index)?;
+        match shard.raft.get_read_log_id().await {
+            Ok((read_log_id, _applied)) => Ok(read_log_id),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+            )) => Err(LedgerError::NotLeader {
+                shard: index,
+                leader: f.leader_id.zip(f.leader_node),
+            }),
+            Err(e) => Err(fail("confirming leadership", &e)),
+        }
+    }
+
+    /// Whether every shard has a leader this node knows of.
+    pub fn all_shards_led(&self) -> bool {
+        self.inner
+            .shards
+            .iter()
+            .all(|s| s.raft.metrics().borrow().current_leader.is_some())
+    }
+
+    /// The shards this node leads now.
+    pub fn led_here(&self) -> Vec<u32> {
+        self.inner
+            .shards
+            .iter()
+            .filter(|s| s.raft.metrics().borrow().current_leader == Some(self.inner.node_id))
+            .map(|s| s.index)
+            .collect()
+    }
+
     pub async fn shutdown(&self) {
-        let _ = self.raft.shutdown().await;
+        for shard in &self.inner.shards {
+            let _ = shard.raft.shutdown().await;
+        }
+    }
+}
+
+/// The shard count is part of the data: a token's shard must never change.
+fn check_shard_count(dir: &Path, shards: u32) -> Result<(), LedgerError> {
+    if shards == 0 {
+        return Err(LedgerError::Unavailable(
+            "ledger.shards must be at least 1".into(),
+        ));
+    }
+    let path = dir.join("shards");
+    match std::fs::read_to_string(&path) {
+        Ok(stored) => match stored.trim().parse::<u32>() {
+            Ok(n) if n == shards => Ok(()),
+            Ok(n) => Err(LedgerError::Unavailable(format!(
+                "ledger.shards is {shards} but {} was created with {n} shards; the count cannot change",
+                dir.display()
+            ))),
+            Err(_) => Err(LedgerError::Unavailable(format!(
+                "{} is not a shard count",
+                path.display()
+            ))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&path, format!("{shards}\n"))
+            .map_err(|e| fail("recording the shard count", &e)),
+        Err(e) => Err(fail("reading the shard count", &e)),
     }
 }
 
@@ -173,7 +488,10 @@ mod tests {
     #[actix_rt::test]
     async fn races_persistence_and_batching() {
         let dir = tempfile::tempdir().unwrap();
-        let options = LedgerOptions { batching: true };
+        let options = LedgerOptions {
+            batching: true,
+            shards: 4,
+        };
         let ledger = LedgerHandle::open_single(dir.path(), options.clone())
             .await
             .unwrap();
@@ -203,14 +521,17 @@ mod tests {
             let id = format!("res-{n}");
             assert_eq!(
                 ledger
-                    .propose(Command::Commit { reservation: id })
+                    .propose(Command::Commit {
+                        token: token.clone(),
+                        reservation: id,
+                    })
                     .await
                     .unwrap(),
                 Outcome::Committed
             );
         }
         let uses = ledger
-            .read(|l| l.get(&token).map(|i| i.uses))
+            .read(&token, |l| l.get(&token).map(|i| i.uses))
             .await
             .unwrap();
         assert_eq!(uses, Some(5));
@@ -222,7 +543,7 @@ mod tests {
             .await
             .unwrap();
         let uses = ledger
-            .read(|l| l.get(&token).map(|i| i.uses))
+            .read(&token, |l| l.get(&token).map(|i| i.uses))
             .await
             .unwrap();
         assert_eq!(uses, Some(5));

@@ -12,6 +12,7 @@ use openraft::BasicNode;
 use super::types::{LedgerRaft, NodeId};
 
 /// The factory for a one-voter group: every peer is unreachable.
+#[derive(Clone, Copy)]
 pub struct NoPeers;
 
 fn unreachable<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {

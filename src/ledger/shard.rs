@@ -14,6 +14,7 @@ const MAX_BATCH: usize = 512;
 
 pub struct LedgerShard {
     raft: Raft,
+    index: u32,
     queue: Vec<(Command, oneshot::Sender<Result<Outcome, LedgerError>>)>,
     in_flight: bool,
     /// Batching can be switched off to measure what it buys.
@@ -21,9 +22,10 @@ pub struct LedgerShard {
 }
 
 impl LedgerShard {
-    pub fn new(raft: Raft, batching: bool) -> Self {
+    pub fn new(raft: Raft, index: u32, batching: bool) -> Self {
         LedgerShard {
             raft,
+            index,
             queue: Vec::new(),
             in_flight: false,
             batching,
@@ -51,6 +53,7 @@ impl LedgerShard {
                 .record(started.elapsed().as_secs_f64());
             result
         };
+        let shard = self.index;
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
             match result {
@@ -60,7 +63,15 @@ impl LedgerShard {
                     }
                 }
                 Err(e) => {
-                    let error = LedgerError::Unavailable(e.to_string());
+                    let error = match e {
+                        openraft::error::RaftError::APIError(
+                            openraft::error::ClientWriteError::ForwardToLeader(f),
+                        ) => LedgerError::NotLeader {
+                            shard,
+                            leader: f.leader_id.zip(f.leader_node),
+                        },
+                        other => LedgerError::Unavailable(other.to_string()),
+                    };
                     for waiter in waiters {
                         let _ = waiter.send(Err(error.clone()));
                     }

@@ -32,7 +32,9 @@ pub async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
     }
     match state.readiness.ledger.get() {
         None => problems.push("ledger: not started yet".to_owned()),
-        Some(ledger) if ledger.leader().is_none() => problems.push("ledger: no leader".to_owned()),
+        Some(ledger) if !ledger.all_shards_led() => {
+            problems.push("ledger: a shard has no leader".to_owned())
+        }
         Some(_) => {}
     }
     if problems.is_empty() {
