@@ -13,6 +13,7 @@ pub mod invites;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod secrets;
 pub mod web;
 pub mod xmpp;

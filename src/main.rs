@@ -31,6 +31,12 @@ enum Command {
         /// TOML config file; every key can also be set as USHER_<KEY> in the environment.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Create a new cluster with this node as its first member (cluster.bootstrap).
+        #[arg(long, conflicts_with = "join")]
+        bootstrap: bool,
+        /// Join a cluster through this member's peer address (cluster.join).
+        #[arg(long)]
+        join: Option<String>,
     },
     /// Create, list, show and revoke invites, and read their history.
     Invite {
@@ -38,6 +44,13 @@ enum Command {
         connection: cli::Connection,
         #[command(subcommand)]
         action: cli::invite::Action,
+    },
+    /// A cluster: status of members and shards, adding and removing nodes.
+    Cluster {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(subcommand)]
+        action: cli::cluster::Action,
     },
     /// Accounts on a running node: where they came from.
     Account {
@@ -67,11 +80,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Invite { connection, action } => admin_call(cli::invite::run(connection, action)),
+        Command::Cluster { connection, action } => {
+            admin_call(cli::cluster::run(connection, action))
+        }
         Command::Account { connection, action } => {
             admin_call(cli::account::run(connection, action))
         }
-        Command::Serve { config } => {
-            let config = match Config::load(config.as_deref()) {
+        Command::Serve {
+            config,
+            bootstrap,
+            join,
+        } => {
+            let loaded = Config::load(config.as_deref()).and_then(|mut c| {
+                c.cluster.bootstrap |= bootstrap;
+                if join.is_some() {
+                    c.cluster.join = join;
+                }
+                c.validate().map(|()| c)
+            });
+            let config = match loaded {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("usher: invalid configuration: {e}");

@@ -12,11 +12,14 @@ use crate::accounts::embedded::EmbeddedStore;
 use crate::accounts::metered::MeteredStore;
 use crate::accounts::{AccountStore, StoreError};
 use crate::blocking_pool::CpuPool;
+use crate::c2s::directory::SessionDirectory;
 use crate::c2s::rate_limit::RegistrationLimiter;
 use crate::c2s::tls::TlsError;
 use crate::c2s::{listener, C2sShared};
 use crate::config::Config;
 use crate::ledger::{LedgerError, LedgerHandle, LedgerOptions};
+use crate::peer::cluster::PeerFanout;
+use crate::peer::{PeerClients, ShardNetwork};
 use crate::web::{HttpState, Readiness};
 
 /// How long open streams get to close after a shutdown signal.
@@ -47,6 +50,8 @@ pub enum NodeError {
     Signals(std::io::Error),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Runs the node until a shutdown signal. Must be called inside the actix
@@ -97,14 +102,19 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let store: Arc<dyn AccountStore> = Arc::new(MeteredStore(store));
     let _ = readiness.store.set(store.clone());
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let ledger = LedgerHandle::open_single(
-        &data_dir,
-        LedgerOptions {
-            batching: config.ledger.batching,
-            shards: config.ledger.shards,
-        },
-    )
-    .await?;
+    let options = LedgerOptions {
+        batching: config.ledger.batching,
+        shards: config.ledger.shards,
+    };
+    let directory = Arc::new(SessionDirectory::default());
+    let (peer_stop_tx, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ledger, peers) = if config.cluster.enabled() {
+        let (ledger, clients, server) =
+            start_cluster(&config, &data_dir, options, directory.clone(), peer_stop_rx).await?;
+        (ledger, Some((clients, server)))
+    } else {
+        (LedgerHandle::open_single(&data_dir, options).await?, None)
+    };
     let _ = readiness.ledger.set(ledger.clone());
     let janitor = crate::ledger::spawn_janitor(
         ledger.clone(),
@@ -128,7 +138,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         registrations: RegistrationLimiter::new(config.limits.registrations_per_ip_per_minute),
         decoy_secret,
         connections: Arc::new(AtomicUsize::new(0)),
-        directory: Default::default(),
+        directory: directory.clone(),
     });
     let arbiters: Vec<actix::Arbiter> = (0..cores).map(|_| actix::Arbiter::new()).collect();
     let handles = arbiters.iter().map(|a| a.handle()).collect();
@@ -140,6 +150,14 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         handles,
         shutdown_rx,
     ));
+    let cluster_admin = peers
+        .as_ref()
+        .map(|(clients, _)| crate::admin::cluster::ClusterAdmin {
+            ledger: ledger.clone(),
+            clients: clients.clone(),
+            advertise: config.cluster.advertised(),
+            replication: config.cluster.replication,
+        });
     let invite_admin = crate::admin::invites::InviteAdmin {
         ledger: ledger.clone(),
         store: store.clone(),
@@ -150,6 +168,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         admin_listener,
         crate::admin::grpc::AdminService {
             invites: invite_admin,
+            cluster: cluster_admin,
         },
         admin_token,
         async move {
@@ -190,6 +209,12 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         arbiter.stop();
     }
     janitor.abort();
+    let _ = peer_stop_tx.send(());
+    if let Some((_, server)) = peers {
+        if let Ok(Err(e)) = server.await {
+            tracing::warn!(error = %e, "peer API ended with an error");
+        }
+    }
     let _ = http_stop_tx.send(());
     if let Ok(Err(e)) = http.await {
         tracing::warn!(error = %e, "HTTP listener ended with an error");
@@ -198,6 +223,92 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     store.flush().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+type PeerServer = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Opens a cluster node's ledger and peer API, then bootstraps the cluster or
+/// joins it the first time this node starts.
+async fn start_cluster(
+    config: &Config,
+    data_dir: &std::path::Path,
+    options: LedgerOptions,
+    directory: Arc<SessionDirectory>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(LedgerHandle, Arc<PeerClients>, PeerServer), NodeError> {
+    let c = &config.cluster;
+    let secret = c.secret.clone().unwrap_or_default();
+    let clients = PeerClients::new(&secret).map_err(|e| NodeError::Cluster(e.to_string()))?;
+    let network_clients = clients.clone();
+    let remote: Arc<dyn crate::ledger::Remote> = clients.clone();
+    let ledger = LedgerHandle::open(
+        data_dir,
+        options,
+        c.node_id,
+        move |shard| ShardNetwork {
+            shard,
+            clients: network_clients.clone(),
+        },
+        Some(remote),
+    )
+    .await?;
+    let listener = bind("cluster.peer_addr", c.peer_addr).await?;
+    let service = crate::peer::service::PeerService {
+        ledger: ledger.clone(),
+        clients: clients.clone(),
+        directory: directory.clone(),
+        domain: config.domain.clone(),
+        advertise: c.advertised(),
+        replication: c.replication,
+        limits: crate::xmpp::reader::ReaderLimits {
+            max_stanza_size: config.limits.max_stanza_size,
+            max_depth: config.limits.max_depth,
+        },
+    };
+    let server = tokio::spawn(crate::peer::service::serve(
+        listener,
+        service,
+        secret,
+        async move {
+            let _ = stop.await;
+        },
+    ));
+    if ledger.is_member() {
+        tracing::info!(node = c.node_id, "rejoining the cluster as a known member");
+    } else if c.bootstrap {
+        let me = openraft::BasicNode {
+            addr: c.advertised(),
+        };
+        ledger
+            .initialize(std::collections::BTreeMap::from([(c.node_id, me)]))
+            .await?;
+        tracing::info!(node = c.node_id, "bootstrapped a new cluster");
+    } else if let Some(via) = &c.join {
+        let give_up = async {
+            let _ = wait_for_signal().await;
+        };
+        crate::peer::cluster::join(&clients, via, c.node_id, &c.advertised(), give_up)
+            .await
+            .map_err(|e| NodeError::Cluster(format!("joining through {via}: {e}")))?;
+        tracing::info!(node = c.node_id, %via, "joined the cluster");
+    } else {
+        return Err(NodeError::Cluster(
+            "this node is in no cluster yet: set cluster.bootstrap on the first node, \
+             cluster.join on the others"
+                .into(),
+        ));
+    }
+    ledger.wait_for_leaders(Duration::from_secs(60)).await?;
+    directory.set_fanout(PeerFanout::start(ledger.clone(), clients.clone()));
+    let balancer = ledger.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            balancer.claim_preferred_leaderships().await;
+        }
+    });
+    Ok((ledger, clients, server))
 }
 
 async fn bind(key: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, NodeError> {

@@ -189,6 +189,16 @@ fn token(s: &str) -> Result<Token, Status> {
 
 pub struct AdminService {
     pub invites: InviteAdmin,
+    /// `None` on a standalone node.
+    pub cluster: Option<super::cluster::ClusterAdmin>,
+}
+
+impl AdminService {
+    fn cluster(&self) -> Result<&super::cluster::ClusterAdmin, Status> {
+        self.cluster
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("this node is not part of a cluster"))
+    }
 }
 
 #[tonic::async_trait]
@@ -277,6 +287,39 @@ impl Admin for AdminService {
             events: events.into_iter().map(event_to_proto).collect(),
             next_page_token: next.unwrap_or_default(),
         }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<proto::ClusterStatusRequest>,
+    ) -> Result<Response<proto::ClusterStatusResponse>, Status> {
+        Ok(Response::new(self.cluster()?.status().await))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<proto::AddNodeRequest>,
+    ) -> Result<Response<proto::AddNodeResponse>, Status> {
+        let r = request.into_inner();
+        self.cluster()?.add(r.node_id, &r.addr).await?;
+        Ok(Response::new(proto::AddNodeResponse {}))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<proto::RemoveNodeRequest>,
+    ) -> Result<Response<proto::RemoveNodeResponse>, Status> {
+        let id = request.into_inner().node_id;
+        self.cluster()?.remove(id).await?;
+        Ok(Response::new(proto::RemoveNodeResponse {}))
+    }
+
+    async fn set_isolated(
+        &self,
+        request: Request<proto::SetIsolatedRequest>,
+    ) -> Result<Response<proto::SetIsolatedResponse>, Status> {
+        self.cluster()?.set_isolated(request.into_inner().isolated);
+        Ok(Response::new(proto::SetIsolatedResponse {}))
     }
 
     async fn get_account_origin(

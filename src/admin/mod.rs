@@ -1,6 +1,7 @@
 //! Administration: the invite operations behind the gRPC admin API (and, later,
 //! the ad-hoc commands), and the bearer-token check.
 
+pub mod cluster;
 pub mod grpc;
 pub mod history;
 pub mod invites;

@@ -2,7 +2,7 @@
 //! their connection actors: for roster pushes and presence subscriptions.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use actix::Recipient;
 
@@ -16,9 +16,17 @@ struct Bound {
     addr: Recipient<Deliver>,
 }
 
+/// Carries a stanza to the other nodes of a cluster, whose directories
+/// deliver it to the user's sessions there.
+pub trait Fanout: Send + Sync {
+    fn deliver(&self, user: &Username, stanza: &Element);
+}
+
 #[derive(Default)]
 pub struct SessionDirectory {
     users: RwLock<HashMap<Username, Vec<Bound>>>,
+    /// Set on a cluster node: users may be connected to other nodes too.
+    fanout: OnceLock<Arc<dyn Fanout>>,
 }
 
 impl SessionDirectory {
@@ -43,9 +51,28 @@ impl SessionDirectory {
         }
     }
 
+    pub fn set_fanout(&self, fanout: Arc<dyn Fanout>) {
+        let _ = self.fanout.set(fanout);
+    }
+
     /// Sends a copy of `stanza` to each bound resource of `user` but the
-    /// connection `except`, addressed to that resource.
+    /// connection `except`, addressed to that resource; in a cluster, also to
+    /// the user's sessions on other nodes.
     pub fn deliver_except(
+        &self,
+        user: &Username,
+        domain: &str,
+        stanza: &Element,
+        except: Option<u64>,
+    ) {
+        self.deliver_local(user, domain, stanza, except);
+        if let Some(fanout) = self.fanout.get() {
+            fanout.deliver(user, stanza);
+        }
+    }
+
+    /// Like `deliver_except`, to this node's sessions only.
+    pub fn deliver_local(
         &self,
         user: &Username,
         domain: &str,

@@ -38,7 +38,7 @@ pub struct C2sShared {
     /// Open connections, for `limits.max_connections`.
     pub connections: Arc<AtomicUsize>,
     /// Bound sessions on this node.
-    pub directory: directory::SessionDirectory,
+    pub directory: Arc<directory::SessionDirectory>,
 }
 
 impl C2sShared {

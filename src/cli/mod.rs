@@ -2,6 +2,7 @@
 //! connection, its errors, and how times are printed, shared by all of them.
 
 pub mod account;
+pub mod cluster;
 pub mod invite;
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 //! decide to the shard's leader (see `Remote`).
 
 mod janitor;
+pub mod membership;
 mod network;
 mod routing;
 pub mod shard;
@@ -69,6 +70,13 @@ pub trait Remote: Send + Sync {
         leader: &BasicNode,
         shard: u32,
     ) -> Result<Option<LogId>, LedgerError>;
+
+    async fn change_members(
+        &self,
+        leader: &BasicNode,
+        shard: u32,
+        change: membership::Change,
+    ) -> Result<(), LedgerError>;
 }
 
 /// One shard as this node holds it.
@@ -300,6 +308,10 @@ impl LedgerHandle {
     /// Whether this node has peers to forward to.
     fn is_clustered(&self) -> bool {
         self.inner.remote.is_some()
+    }
+
+    fn remote(&self) -> Option<&Arc<dyn Remote>> {
+        self.inner.remote.as_ref()
     }
 
     fn shard(&self, index: u32) -> Result<&Shard, LedgerError> {

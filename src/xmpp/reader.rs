@@ -544,6 +544,23 @@ fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Result<char, ReadEr
     }
 }
 
+/// Parses one stanza serialized on its own (as `Element::to_stanza_string`
+/// writes it, in the `jabber:client` namespace), e.g. from another node.
+pub fn parse_stanza(xml: &str, limits: ReaderLimits) -> Result<Element, ReadError> {
+    let mut reader = StreamReader::new(limits);
+    let mut events = reader.feed(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+    )?;
+    events.extend(reader.feed(xml.as_bytes())?);
+    events
+        .into_iter()
+        .find_map(|e| match e {
+            StreamEvent::Stanza(el) => Some(el),
+            _ => None,
+        })
+        .ok_or_else(|| malformed("no complete stanza"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

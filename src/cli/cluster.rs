@@ -1,0 +1,138 @@
+//! `usher cluster …`: members and shards of a cluster, membership changes,
+//! and the isolation switch for drills.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{connect, status_error, Connection};
+use usher::admin::proto::{
+    AddNodeRequest, ClusterStatusRequest, RemoveNodeRequest, SetIsolatedRequest,
+};
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Members, and every shard's leader, term, log index and follower lag.
+    Status,
+    /// Add a running node (same cluster secret) to every shard.
+    Add {
+        node_id: u64,
+        /// host:port of the node's peer API.
+        addr: String,
+    },
+    /// Remove a node from every shard.
+    Remove { node_id: u64 },
+    /// Fault injection: cut the node this command talks to off its peers.
+    Isolate,
+    /// Undo `isolate`.
+    Heal,
+}
+
+pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
+    let mut client = connect(&conn).await?;
+    match action {
+        Action::Status => {
+            let status = client
+                .cluster_status(ClusterStatusRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if conn.json {
+                let nodes: Vec<_> = status
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let shards: Vec<_> = n
+                            .shards
+                            .iter()
+                            .map(|s| {
+                                json!({
+                                    "shard": s.shard,
+                                    "leader": s.leader,
+                                    "term": s.term,
+                                    "last_log_index": s.last_log_index,
+                                    "applied_index": s.applied_index,
+                                    "voters": s.voters,
+                                    "learners": s.learners,
+                                    "lag": s.lag,
+                                })
+                            })
+                            .collect();
+                        json!({
+                            "node_id": n.node_id,
+                            "addr": n.addr,
+                            "reachable": n.reachable,
+                            "error": (!n.error.is_empty()).then_some(&n.error),
+                            "isolated": n.isolated,
+                            "shards": shards,
+                        })
+                    })
+                    .collect();
+                println!("{}", json!({ "nodes": nodes }));
+                return Ok(());
+            }
+            for n in &status.nodes {
+                let state = if !n.reachable {
+                    format!("unreachable ({})", n.error)
+                } else if n.isolated {
+                    "isolated".to_owned()
+                } else {
+                    "up".to_owned()
+                };
+                println!("node {}  {}  {state}", n.node_id, n.addr);
+            }
+            // Every shard as its leader reports it (or as this node sees it).
+            let Some(me) = status.nodes.first() else {
+                return Ok(());
+            };
+            println!("shard  leader  term  log    applied  voters      lag");
+            for s in &me.shards {
+                let view = status
+                    .nodes
+                    .iter()
+                    .filter(|n| n.node_id == s.leader)
+                    .flat_map(|n| n.shards.iter())
+                    .find(|v| v.shard == s.shard)
+                    .unwrap_or(s);
+                let voters: Vec<String> = view.voters.iter().map(u64::to_string).collect();
+                let lag: Vec<String> = view.lag.iter().map(|(id, n)| format!("{id}:{n}")).collect();
+                println!(
+                    "{:<5}  {:<6}  {:<4}  {:<5}  {:<7}  {:<10}  {}",
+                    view.shard,
+                    if view.leader == 0 {
+                        "-".to_owned()
+                    } else {
+                        view.leader.to_string()
+                    },
+                    view.term,
+                    view.last_log_index,
+                    view.applied_index,
+                    voters.join(","),
+                    lag.join(" ")
+                );
+            }
+        }
+        Action::Add { node_id, addr } => {
+            client
+                .add_node(AddNodeRequest { node_id, addr })
+                .await
+                .map_err(status_error)?;
+            println!("added node {node_id}");
+        }
+        Action::Remove { node_id } => {
+            client
+                .remove_node(RemoveNodeRequest { node_id })
+                .await
+                .map_err(status_error)?;
+            println!("removed node {node_id}");
+        }
+        Action::Isolate | Action::Heal => {
+            let isolated = matches!(action, Action::Isolate);
+            client
+                .set_isolated(SetIsolatedRequest { isolated })
+                .await
+                .map_err(status_error)?;
+            println!("{}", if isolated { "isolated" } else { "healed" });
+        }
+    }
+    Ok(())
+}

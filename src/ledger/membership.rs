@@ -1,0 +1,216 @@
+//! Which nodes hold each shard. Every member of a cluster holds every shard
+//! (as a voter or a learner, so any node can read locally after a read
+//! barrier); each shard has up to `replication` voters, picked by rendezvous
+//! hashing so that shards spread evenly and a change moves few of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::types::NodeId;
+use super::{LedgerError, LedgerHandle};
+
+/// A change of a shard's members, run on the shard's leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    Add {
+        id: NodeId,
+        addr: String,
+        replication: usize,
+    },
+    Remove {
+        id: NodeId,
+        replication: usize,
+    },
+}
+
+/// The voters of `shard` among `nodes`: the `replication` highest scores of
+/// a hash of (shard, node).
+pub fn place(shard: u32, nodes: &BTreeSet<NodeId>, replication: usize) -> BTreeSet<NodeId> {
+    let mut scored: Vec<([u8; 32], NodeId)> = nodes
+        .iter()
+        .map(|id| {
+            let mut h = Sha256::new();
+            h.update(shard.to_be_bytes());
+            h.update(id.to_be_bytes());
+            (h.finalize().into(), *id)
+        })
+        .collect();
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
+    scored
+        .into_iter()
+        .take(replication.max(1))
+        .map(|(_, id)| id)
+        .collect()
+}
+
+fn not_leader_or(
+    shard: u32,
+    e: impl std::fmt::Display,
+    leader: Option<(NodeId, BasicNode)>,
+) -> LedgerError {
+    match leader {
+        Some(l) => LedgerError::NotLeader {
+            shard,
+            leader: Some(l),
+        },
+        None => LedgerError::Unavailable(format!("membership of shard {shard}: {e}")),
+    }
+}
+
+impl LedgerHandle {
+    /// The nodes (voters and learners) of a shard as this node knows them.
+    pub fn members(&self, shard: u32) -> BTreeMap<NodeId, BasicNode> {
+        self.shards()
+            .get(shard as usize)
+            .map(|s| {
+                let metrics = s.raft.metrics().borrow().clone();
+                metrics
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, n)| (*id, n.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether this node is already a member of the cluster (of shard 0).
+    pub fn is_member(&self) -> bool {
+        self.members(0).contains_key(&self.node_id())
+    }
+
+    /// Applies `change` to `shard` if this node leads it; `NotLeader` otherwise.
+    pub async fn change_members_local(
+        &self,
+        shard: u32,
+        change: Change,
+    ) -> Result<(), LedgerError> {
+        let s = self
+            .shards()
+            .get(shard as usize)
+            .ok_or_else(|| LedgerError::Unavailable(format!("no shard {shard}")))?;
+        let map = |e: openraft::error::RaftError<
+            NodeId,
+            openraft::error::ClientWriteError<NodeId, BasicNode>,
+        >| {
+            let leader = e
+                .forward_to_leader()
+                .and_then(|f| f.leader_id.zip(f.leader_node.clone()));
+            not_leader_or(shard, e, leader)
+        };
+        match change {
+            Change::Add {
+                id,
+                addr,
+                replication,
+            } => {
+                if !self.members(shard).contains_key(&id) {
+                    s.raft
+                        .add_learner(id, BasicNode { addr }, true)
+                        .await
+                        .map_err(map)?;
+                }
+                let nodes: BTreeSet<NodeId> = self.members(shard).into_keys().collect();
+                let voters = place(shard, &nodes, replication);
+                s.raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+                    .await
+                    .map_err(map)?;
+            }
+            Change::Remove { id, replication } => {
+                let mut nodes: BTreeSet<NodeId> = self.members(shard).into_keys().collect();
+                nodes.remove(&id);
+                let voters = place(shard, &nodes, replication);
+                s.raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+                    .await
+                    .map_err(map)?;
+                if self.members(shard).contains_key(&id) {
+                    s.raft
+                        .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(map)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Spreads leadership: for each shard whose preferred voter (first in the
+    /// placement order) is this node, caught up, and not leading, starts an
+    /// election. Cheap when nothing needs to move.
+    pub async fn claim_preferred_leaderships(&self) {
+        let me = self.node_id();
+        for s in self.shards() {
+            let m = s.raft.metrics().borrow().clone();
+            let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+            let preferred = place(s.index, &voters, 1).into_iter().next();
+            let behind = m.last_applied.map_or(0, |l| l.index) < m.last_log_index.unwrap_or(0);
+            if preferred == Some(me) && m.current_leader.is_some_and(|l| l != me) && !behind {
+                tracing::debug!(
+                    shard = s.index,
+                    "claiming leadership of a shard placed here"
+                );
+                let _ = s.raft.trigger().elect().await;
+            }
+        }
+    }
+
+    /// Applies `change` to `shard` on its leader, wherever that is.
+    pub async fn change_members(&self, shard: u32, change: Change) -> Result<(), LedgerError> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let attempt = match self.change_members_local(shard, change.clone()).await {
+                Err(LedgerError::NotLeader {
+                    leader: Some((id, node)),
+                    ..
+                }) if id != self.node_id() => match self.remote() {
+                    Some(remote) => remote.change_members(&node, shard, change.clone()).await,
+                    None => Err(LedgerError::Unavailable("no peer transport".into())),
+                },
+                other => other,
+            };
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!(shard, error = %e, "membership change: retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_is_stable_spread_and_moves_little() {
+        let three: BTreeSet<NodeId> = [1, 2, 3].into();
+        for shard in 0..8 {
+            assert_eq!(place(shard, &three, 3), three);
+            assert_eq!(place(shard, &three, 5), three);
+        }
+        let five: BTreeSet<NodeId> = [1, 2, 3, 4, 5].into();
+        let mut load = BTreeMap::new();
+        for shard in 0..64 {
+            let voters = place(shard, &five, 3);
+            assert_eq!(voters.len(), 3);
+            assert_eq!(voters, place(shard, &five, 3));
+            for v in voters {
+                *load.entry(v).or_insert(0) += 1;
+            }
+            // Removing a non-voter changes nothing.
+            let mut fewer = five.clone();
+            let outsider = *five.difference(&place(shard, &five, 3)).next().unwrap();
+            fewer.remove(&outsider);
+            assert_eq!(place(shard, &fewer, 3), place(shard, &five, 3));
+        }
+        assert!(load.values().all(|&n| (25..=52).contains(&n)), "{load:?}");
+    }
+}

@@ -1,0 +1,262 @@
+//! The peer gRPC service: what other nodes ask of this one.
+
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::proto::peer_server::{Peer, PeerServer};
+use super::proto::{self, RaftKind};
+use super::PeerClients;
+use crate::c2s::directory::SessionDirectory;
+use crate::invites::Command;
+use crate::ledger::membership::Change;
+use crate::ledger::types::{LedgerRaft, NodeId};
+use crate::ledger::{LedgerError, LedgerHandle};
+use crate::xmpp::jid::Username;
+use crate::xmpp::reader::{parse_stanza, ReaderLimits};
+
+pub struct PeerService {
+    pub ledger: LedgerHandle,
+    pub clients: Arc<PeerClients>,
+    pub directory: Arc<SessionDirectory>,
+    pub domain: String,
+    pub advertise: String,
+    pub replication: usize,
+    pub limits: ReaderLimits,
+}
+
+fn bad(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
+    serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))
+}
+
+/// Splits a ledger error into the reply's leader hint and error text.
+fn leader_or_error(e: LedgerError) -> (Option<proto::Leader>, String) {
+    match e {
+        LedgerError::NotLeader { leader, .. } => (
+            Some(leader.map_or(
+                proto::Leader {
+                    id: 0,
+                    addr: String::new(),
+                },
+                |(id, node)| proto::Leader {
+                    id,
+                    addr: node.addr,
+                },
+            )),
+            String::new(),
+        ),
+        other => (None, other.to_string()),
+    }
+}
+
+impl PeerService {
+    fn check(&self) -> Result<(), Status> {
+        if self.clients.is_isolated() {
+            return Err(Status::unavailable("isolated from peers (fault injection)"));
+        }
+        Ok(())
+    }
+
+    fn raft(&self, shard: u32) -> Result<&crate::ledger::types::Raft, Status> {
+        self.ledger
+            .shards()
+            .get(shard as usize)
+            .map(|s| &s.raft)
+            .ok_or_else(|| Status::invalid_argument(format!("no shard {shard}")))
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(
+        &self,
+        request: Request<proto::RaftRequest>,
+    ) -> Result<Response<proto::RaftReply>, Status> {
+        self.check()?;
+        let r = request.into_inner();
+        let raft = self.raft(r.shard)?;
+        let payload = match RaftKind::try_from(r.kind) {
+            Ok(RaftKind::Append) => {
+                let rpc: AppendEntriesRequest<LedgerRaft> =
+                    serde_json::from_slice(&r.payload).map_err(bad)?;
+                json(&raft.append_entries(rpc).await)?
+            }
+            Ok(RaftKind::Vote) => {
+                let rpc: VoteRequest<NodeId> = serde_json::from_slice(&r.payload).map_err(bad)?;
+                json(&raft.vote(rpc).await)?
+            }
+            Ok(RaftKind::Snapshot) => {
+                let rpc: InstallSnapshotRequest<LedgerRaft> =
+                    serde_json::from_slice(&r.payload).map_err(bad)?;
+                json(&raft.install_snapshot(rpc).await)?
+            }
+            _ => return Err(bad(format!("unknown raft message kind {}", r.kind))),
+        };
+        Ok(Response::new(proto::RaftReply { payload }))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<proto::ProposeRequest>,
+    ) -> Result<Response<proto::ProposeReply>, Status> {
+        self.check()?;
+        let r = request.into_inner();
+        let command: Command = serde_json::from_slice(&r.command).map_err(bad)?;
+        let reply = match self.ledger.propose_local(r.shard, command).await {
+            Ok(outcome) => proto::ProposeReply {
+                outcome: json(&outcome)?,
+                ..Default::default()
+            },
+            Err(e) => {
+                let (not_leader, error) = leader_or_error(e);
+                proto::ProposeReply {
+                    not_leader,
+                    error,
+                    ..Default::default()
+                }
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<proto::ReadIndexRequest>,
+    ) -> Result<Response<proto::ReadIndexReply>, Status> {
+        self.check()?;
+        let shard = request.into_inner().shard;
+        let reply = match self.ledger.read_index_local(shard).await {
+            Ok(log_id) => proto::ReadIndexReply {
+                log_id: json(&log_id)?,
+                ..Default::default()
+            },
+            Err(e) => {
+                let (not_leader, error) = leader_or_error(e);
+                proto::ReadIndexReply {
+                    not_leader,
+                    error,
+                    ..Default::default()
+                }
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn change_members(
+        &self,
+        request: Request<proto::ChangeMembersRequest>,
+    ) -> Result<Response<proto::ChangeMembersReply>, Status> {
+        self.check()?;
+        let r = request.into_inner();
+        let change: Change = serde_json::from_slice(&r.change).map_err(bad)?;
+        let reply = match self.ledger.change_members_local(r.shard, change).await {
+            Ok(()) => proto::ChangeMembersReply::default(),
+            Err(e) => {
+                let (not_leader, error) = leader_or_error(e);
+                proto::ChangeMembersReply { not_leader, error }
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn join(
+        &self,
+        request: Request<proto::JoinRequest>,
+    ) -> Result<Response<proto::JoinReply>, Status> {
+        self.check()?;
+        let r = request.into_inner();
+        if r.node_id == 0 || r.addr.is_empty() {
+            return Err(bad("a joining node needs a non-zero id and an address"));
+        }
+        let error = match super::cluster::add_node(
+            &self.ledger,
+            r.node_id,
+            &r.addr,
+            self.replication,
+        )
+        .await
+        {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        Ok(Response::new(proto::JoinReply { error }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusReply>, Status> {
+        // Answered even while isolated, so operators can see the state.
+        Ok(Response::new(super::cluster::local_status(
+            &self.ledger,
+            &self.advertise,
+            self.clients.is_isolated(),
+        )))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<proto::DeliverRequest>,
+    ) -> Result<Response<proto::DeliverReply>, Status> {
+        self.check()?;
+        let r = request.into_inner();
+        let user = Username::parse(&r.user).map_err(bad)?;
+        let stanza = parse_stanza(&r.stanza, self.limits).map_err(bad)?;
+        self.directory
+            .deliver_local(&user, &self.domain, &stanza, None);
+        Ok(Response::new(proto::DeliverReply {}))
+    }
+
+    async fn set_isolated(
+        &self,
+        request: Request<proto::SetIsolatedRequest>,
+    ) -> Result<Response<proto::SetIsolatedReply>, Status> {
+        let on = request.into_inner().isolated;
+        self.clients.set_isolated(on);
+        tracing::warn!(isolated = on, "peer traffic switched by fault injection");
+        Ok(Response::new(proto::SetIsolatedReply {}))
+    }
+}
+
+/// Serves the peer API on a bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: PeerService,
+    secret: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if crate::admin::token::authorized(header, &secret) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "a valid cluster secret is required",
+            ))
+        }
+    };
+    // Snapshots of a large ledger travel in one message.
+    let server = tonic::service::interceptor::InterceptedService::new(
+        PeerServer::new(service)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20),
+        check,
+    );
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(server)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+}
