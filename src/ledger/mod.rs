@@ -103,6 +103,12 @@ pub struct LedgerHandle {
 /// leader that just died) before it reports the ledger unavailable.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 
+/// One attempt on this node's copy of a shard. A leader cut off from its
+/// peers would otherwise wait for a quorum forever; whatever it appended
+/// without one is never applied, and a use it may hold is settled by the
+/// lease janitor.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn fail(what: &str, e: &dyn std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(format!("{what}: {e}"))
 }
@@ -294,6 +300,7 @@ impl LedgerHandle {
         shard: u32,
         command: Command,
     ) -> Result<Outcome, LedgerError> {
+        let index = shard;
         let shard = self.shard(shard)?;
         let (tx, rx) = oneshot::channel();
         shard
@@ -301,8 +308,14 @@ impl LedgerHandle {
             .send(Propose { command, reply: tx })
             .await
             .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-        rx.await
-            .map_err(|_| LedgerError::Unavailable("the ledger shard stopped".into()))?
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, rx).await {
+            Ok(answer) => {
+                answer.map_err(|_| LedgerError::Unavailable("the ledger shard stopped".into()))?
+            }
+            Err(_) => Err(LedgerError::Unavailable(format!(
+                "shard {index} did not commit within {ATTEMPT_TIMEOUT:?}"
+            ))),
+        }
     }
 
     /// Whether this node has peers to forward to.
@@ -392,7 +405,14 @@ impl LedgerHandle {
     /// the log position a linearizable read must wait for.
     pub async fn read_index_local(&self, index: u32) -> Result<Option<LogId>, LedgerError> {
         let shard = self.shard(index)?;
-        match shard.raft.get_read_log_id().await {
+        let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, shard.raft.get_read_log_id())
+            .await
+            .map_err(|_| {
+                LedgerError::Unavailable(format!(
+                    "shard {index}: no quorum within {ATTEMPT_TIMEOUT:?}"
+                ))
+            })?;
+        match answer {
             Ok((read_log_id, _applied)) => Ok(read_log_id),
             Err(openraft::error::RaftError::APIError(
                 openraft::error::CheckIsLeaderError::ForwardToLeader(f),
