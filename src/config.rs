@@ -132,6 +132,14 @@ pub struct ScyllaConfig {
     pub serial_consistency: CqlSerialConsistency,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// TLS to the database, with certificate verification always on.
+    pub tls: bool,
+    /// PEM CA bundle the database's certificate must chain to; unset: the
+    /// public web PKI roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Name the certificate must carry; unset: the IP address of each node
+    /// (as the driver connects by address).
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for ScyllaConfig {
@@ -146,6 +154,9 @@ impl Default for ScyllaConfig {
             consistency: CqlConsistency::LocalQuorum,
             serial_consistency: CqlSerialConsistency::LocalSerial,
             request_timeout: Duration::from_secs(5),
+            tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
         }
     }
 }
@@ -517,6 +528,24 @@ impl Config {
                 "use 1 to 48 letters, digits or underscores",
             ));
         }
+        if !self.scylla.tls
+            && (self.scylla.tls_ca_file.is_some() || self.scylla.tls_server_name.is_some())
+        {
+            let key = if self.scylla.tls_ca_file.is_some() {
+                "scylla.tls_ca_file"
+            } else {
+                "scylla.tls_server_name"
+            };
+            return Err(invalid(key, "has no effect without `scylla.tls = true`"));
+        }
+        if let Some(path) = &self.scylla.tls_ca_file {
+            if !path.is_file() {
+                return Err(invalid(
+                    "scylla.tls_ca_file",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
         if self.scylla.replication_factor == 0 {
             return Err(invalid("scylla.replication_factor", "must be at least 1"));
         }
@@ -623,6 +652,20 @@ mod tests {
             jail.set_env("USHER_SCRAM_ITERATIONS", "10");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("scram_iterations"), "{e}");
+            jail.clear_env();
+            jail.set_env("USHER_SCYLLA__TLS_CA_FILE", "/etc/hostname");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("scylla.tls_ca_file") && e.contains("scylla.tls = true"),
+                "{e}"
+            );
+            jail.set_env("USHER_SCYLLA__TLS", "true");
+            jail.set_env("USHER_SCYLLA__TLS_CA_FILE", "/no/such/ca.pem");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("scylla.tls_ca_file") && e.contains("/no/such/ca.pem"),
+                "{e}"
+            );
             jail.clear_env();
             jail.set_env("USHER_SCRAM_HASHES", "sha-1,md5");
             let e = Config::load(None).unwrap_err().to_string();

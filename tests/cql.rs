@@ -76,10 +76,12 @@ async fn two_nodes_race_for_one_username_with_different_invites() {
 /// A Cassandra of this test's own (another port), stopped when dropped.
 struct OwnCql {
     port: u16,
+    tls: bool,
 }
 
 impl OwnCql {
-    fn cql_db(&self, action: &str, keep_data: bool) -> String {
+    /// Runs `cql-db ACTION` for this port: its whole standard output.
+    fn cql_db_output(&self, action: &str, keep_data: bool) -> String {
         let out = Command::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/cluster/cql-db/cql-db"
@@ -88,6 +90,7 @@ impl OwnCql {
         .env("CQL_PORT", self.port.to_string())
         .env("CQL_HEAP", "512M")
         .env("CQL_KEEP_DATA", if keep_data { "1" } else { "0" })
+        .env("CQL_TLS", if self.tls { "1" } else { "0" })
         .output()
         .expect("run cluster/cql-db");
         assert!(
@@ -95,8 +98,12 @@ impl OwnCql {
             "cql-db {action}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Runs `cql-db ACTION`; its last line (the contact point for `start`).
+    fn cql_db(&self, action: &str, keep_data: bool) -> String {
+        self.cql_db_output(action, keep_data)
             .lines()
             .last()
             .unwrap_or_default()
@@ -172,7 +179,10 @@ fn invite_counters(node: &TestNode, token: &str) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_survive_a_database_outage() {
     cql();
-    let db = OwnCql { port: 9142 };
+    let db = OwnCql {
+        port: 9142,
+        tls: false,
+    };
     let contact = db.cql_db("start", false);
     let node = Arc::new(TestNode::start_with(&[
         ("USHER_REGISTRATION_INVITE_ONLY", "true"),
@@ -288,7 +298,10 @@ async fn registrations_survive_a_database_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_before_its_database_waits_for_it() {
     cql();
-    let db = OwnCql { port: 9242 };
+    let db = OwnCql {
+        port: 9242,
+        tls: false,
+    };
     let contact = "127.0.0.1:9242";
     let mut node = TestNode::launch(&[
         ("USHER_SCYLLA__NODES", contact),
@@ -318,5 +331,85 @@ async fn a_node_started_before_its_database_waits_for_it() {
     assert_eq!(
         node.auth(Mech::ScramSha256, "patient", PASSWORD).await,
         Auth::Success
+    );
+}
+
+/// Waits until the node's log mentions `needle`, while it keeps running.
+async fn wait_for_log(node: &mut TestNode, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node.log().contains(needle) {
+        assert!(node.is_running(), "the node exited:\n{}", node.log());
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_verifies_the_certificate() {
+    cql();
+    let db = OwnCql {
+        port: 9342,
+        tls: true,
+    };
+    let out = db.cql_db_output("start", false);
+    let ca = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ca: "))
+        .expect("cql-db prints the CA")
+        .to_owned();
+    let contact = out.lines().last().expect("contact point").to_owned();
+    let base = [
+        ("USHER_SCYLLA__NODES", contact.as_str()),
+        ("USHER_SCYLLA__KEYSPACE", "usher_tls"),
+        ("USHER_SCYLLA__TLS", "true"),
+    ];
+
+    // Trusting the test CA (the certificate names 127.0.0.1): it works.
+    let mut env = base.to_vec();
+    env.push(("USHER_SCYLLA__TLS_CA_FILE", ca.as_str()));
+    let mut node = TestNode::start_with(&env);
+    node.register("tls-user", PASSWORD).await;
+    assert_eq!(
+        node.auth(Mech::ScramSha256, "tls-user", PASSWORD).await,
+        Auth::Success
+    );
+    assert!(node.stop().success());
+
+    // The certificate also names localhost; a name it lacks is refused.
+    for (name, works) in [("localhost", true), ("db.example.org", false)] {
+        let mut env = base.to_vec();
+        env.push(("USHER_SCYLLA__TLS_CA_FILE", ca.as_str()));
+        env.push(("USHER_SCYLLA__TLS_SERVER_NAME", name));
+        let mut node = TestNode::launch(&env);
+        if works {
+            node.wait_ready();
+            assert_eq!(
+                node.auth(Mech::Plain, "tls-user", PASSWORD).await,
+                Auth::Success
+            );
+        } else {
+            wait_for_log(&mut node, "waiting for the CQL database").await;
+            assert_eq!(node.http_get("/ready").0, 503);
+        }
+    }
+
+    // Without the CA the certificate is not trusted: no storage, no start.
+    let mut node = TestNode::launch(&base);
+    wait_for_log(&mut node, "waiting for the CQL database").await;
+    assert!(
+        node.log().contains("certificate") || node.log().contains("Certificate"),
+        "{}",
+        node.log()
+    );
+    assert_eq!(
+        node.http_get("/ready"),
+        (
+            503,
+            "storage: not connected yet\nledger: not started yet\n".to_owned()
+        )
     );
 }

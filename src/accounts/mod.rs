@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod contract;
+pub mod cql_tls;
 pub mod credentials;
 pub mod embedded;
 pub mod metered;

@@ -59,6 +59,9 @@ impl ScyllaStore {
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
             builder = builder.user(user, password);
         }
+        if let Some(tls) = super::cql_tls::client_config(config)? {
+            builder = builder.tls_context(Some(tls));
+        }
         let session = builder.build().await.map_err(unavailable)?;
         let ks = &config.keyspace;
         let replication = match &config.local_datacenter {
@@ -155,6 +158,9 @@ impl ScyllaStore {
         give_up: impl std::future::Future<Output = ()>,
     ) -> Result<ScyllaStore, StoreError> {
         tokio::pin!(give_up);
+        // A TLS setup that cannot work is the operator's to fix, not a
+        // database to wait for.
+        super::cql_tls::client_config(config)?;
         let mut delay = Duration::from_millis(500);
         loop {
             match Self::connect(config).await {
