@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 
+mod ledger_scenario;
+
 use usher_load::client::{Auth, Mech};
 use usher_load::{Client, Trust};
 
@@ -95,12 +97,22 @@ enum Scenario {
         count: usize,
         #[arg(long, default_value_t = 50)]
         concurrency: usize,
-        /// Send every command as its own Raft entry.
+        /// In-process: send every command as its own Raft entry.
         #[arg(long)]
         no_batching: bool,
-        /// Where the ledger lives [default: a temporary directory]
+        /// In-process: shards of the ledger.
+        #[arg(long, default_value_t = 8)]
+        shards: u32,
+        /// In-process: where the ledger lives [default: a temporary directory]
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Load a running cluster through this node's peer API (host:port)
+        /// instead of an in-process ledger.
+        #[arg(long)]
+        peer: Option<String>,
+        /// File holding the cluster secret, with --peer.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
     },
     /// Logins per second: connect, STARTTLS, SASL, bind, close.
     Login {
@@ -169,8 +181,8 @@ impl Target {
 }
 
 /// Runs `op(i)` for i in 0..count with `concurrency` workers; reports rate and latency.
-async fn run_closed_loop<F, Fut>(
-    label: &'static str,
+pub(crate) async fn run_closed_loop<F, Fut>(
+    label: impl std::fmt::Display,
     count: usize,
     concurrency: usize,
     deadline: Instant,
@@ -180,6 +192,7 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
+    let label: Arc<str> = label.to_string().into();
     let op = Arc::new(op);
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -187,7 +200,13 @@ where
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (op, next, failures, hist) = (op.clone(), next.clone(), failures.clone(), hist.clone());
+        let (op, next, failures, hist, label) = (
+            op.clone(),
+            next.clone(),
+            failures.clone(),
+            hist.clone(),
+            label.clone(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -248,16 +267,24 @@ fn main() -> anyhow::Result<()> {
         count,
         concurrency,
         no_batching,
+        shards,
         dir,
+        peer,
+        secret_file,
     } = cli.scenario
     {
-        // The ledger's shard is an actix actor: it needs an actix System.
-        return actix_rt::System::new().block_on(ledger_scenario(
+        let options = ledger_scenario::Options {
             count,
             concurrency,
-            !no_batching,
+            batching: !no_batching,
+            shards,
             dir,
-        ));
+            peer,
+            secret_file,
+            deadline: Instant::now() + Duration::from_secs(cli.deadline),
+        };
+        // The ledger's shard is an actix actor: it needs an actix System.
+        return actix_rt::System::new().block_on(ledger_scenario::run(options));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -309,76 +336,6 @@ async fn cql_insert_scenario(node: String, count: usize, concurrency: usize) -> 
         }
     })
     .await
-}
-
-async fn ledger_scenario(
-    count: usize,
-    concurrency: usize,
-    batching: bool,
-    dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, Token};
-    use usher::ledger::{now_millis, LedgerHandle, LedgerOptions};
-    let tmp = tempfile::tempdir()?;
-    let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    let options = LedgerOptions {
-        batching,
-        shards: 1,
-    };
-    let ledger = LedgerHandle::open_single(&dir, options).await?;
-    let token = Token::generate();
-    let spec = InviteSpec {
-        token: token.clone(),
-        kind: InviteKind::Group,
-        username: None,
-        inviter: None,
-        allow_registration: false,
-        max_uses: None,
-        roles: vec![],
-        groups: vec![],
-        created_at: now_millis(),
-        expires_at: now_millis() + 3_600_000,
-        created_by: None,
-    };
-    ledger.propose(Command::Create(spec)).await?;
-    let label = if batching {
-        "ledger reserve+commit (batching)"
-    } else {
-        "ledger reserve+commit (no batching)"
-    };
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let ledger2 = ledger.clone();
-    run_closed_loop(label, count, concurrency, deadline, move |i| {
-        let (ledger, token) = (ledger2.clone(), token.clone());
-        async move {
-            let reservation = format!("r{i}");
-            let reserve = Command::Reserve {
-                token: token.clone(),
-                reservation: reservation.clone(),
-                username: format!("u{i}"),
-                purpose: Purpose::Register,
-                validated_at: now_millis(),
-                lease_until: now_millis() + 60_000,
-                node: "usher-load".into(),
-                path: usher::invites::RedeemPath::Ibr,
-            };
-            match ledger.propose(reserve).await? {
-                Outcome::Reserved(_) => {}
-                other => bail!("reserve: {other:?}"),
-            }
-            let commit = Command::Commit {
-                token: token.clone(),
-                reservation,
-            };
-            match ledger.propose(commit).await? {
-                Outcome::Committed => Ok(()),
-                other => bail!("commit: {other:?}"),
-            }
-        }
-    })
-    .await?;
-    ledger.shutdown().await;
-    Ok(())
 }
 
 async fn remote(cli: Cli) -> anyhow::Result<()> {

@@ -1,0 +1,210 @@
+//! The `ledger` scenario: reserve+commit pairs straight into the ledger, no
+//! XMPP. In-process (a standalone node's ledger in a temp dir) or against a
+//! running cluster through its peer API, sending each command to its shard's
+//! leader as a node forwarding it would.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use tokio::sync::RwLock;
+
+use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Token};
+use usher::ledger::{now_millis, shard_of, LedgerHandle, LedgerOptions};
+use usher::peer::proto::{ProposeRequest, StatusRequest};
+use usher::peer::PeerClients;
+
+pub struct Options {
+    pub count: usize,
+    pub concurrency: usize,
+    pub batching: bool,
+    pub shards: u32,
+    pub dir: Option<PathBuf>,
+    /// A cluster node's peer address; unset: in-process.
+    pub peer: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub deadline: Instant,
+}
+
+/// Where commands go.
+enum Target {
+    Local(LedgerHandle),
+    Remote(Remote),
+}
+
+struct Remote {
+    clients: Arc<PeerClients>,
+    entry: String,
+    /// Leader address per shard, learnt from not-leader answers.
+    leaders: RwLock<HashMap<u32, String>>,
+}
+
+impl Remote {
+    async fn propose(&self, shard: u32, command: &Command) -> anyhow::Result<Outcome> {
+        let body = serde_json::to_vec(command)?;
+        for _ in 0..20 {
+            let addr = self
+                .leaders
+                .read()
+                .await
+                .get(&shard)
+                .cloned()
+                .unwrap_or_else(|| self.entry.clone());
+            let reply = self
+                .clients
+                .client(&addr)
+                .map_err(|e| anyhow!("{e}"))?
+                .propose(ProposeRequest {
+                    shard,
+                    command: body.clone(),
+                })
+                .await
+                .map_err(|s| anyhow!("{addr}: {}", s.message()))?
+                .into_inner();
+            if let Some(leader) = reply.not_leader {
+                if !leader.addr.is_empty() {
+                    self.leaders.write().await.insert(shard, leader.addr);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+            if !reply.error.is_empty() {
+                bail!("shard {shard}: {}", reply.error);
+            }
+            return Ok(serde_json::from_slice(&reply.outcome)?);
+        }
+        bail!("shard {shard}: no leader found")
+    }
+}
+
+impl Target {
+    async fn propose(&self, shards: u32, command: Command) -> anyhow::Result<Outcome> {
+        match self {
+            Target::Local(ledger) => Ok(ledger.propose(command).await?),
+            Target::Remote(remote) => {
+                let token = command.token().context("a command with a token")?;
+                remote.propose(shard_of(token, shards), &command).await
+            }
+        }
+    }
+}
+
+/// A token that falls in `shard`.
+fn token_in(shard: u32, shards: u32) -> Token {
+    loop {
+        let t = Token::generate();
+        if shard_of(&t, shards) == shard {
+            return t;
+        }
+    }
+}
+
+pub async fn run(o: Options) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (target, shards, label) = match &o.peer {
+        None => {
+            let dir = o.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+            let options = LedgerOptions {
+                batching: o.batching,
+                shards: o.shards,
+            };
+            let ledger = LedgerHandle::open_single(&dir, options).await?;
+            let label = format!(
+                "ledger reserve+commit, in-process, {} shards, batching {}",
+                o.shards,
+                if o.batching { "on" } else { "off" }
+            );
+            (Target::Local(ledger), o.shards, label)
+        }
+        Some(peer) => {
+            let path = o
+                .secret_file
+                .as_ref()
+                .context("--peer needs --secret-file (the cluster secret)")?;
+            let secret = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let clients = PeerClients::new(secret.trim()).map_err(|e| anyhow!("{e}"))?;
+            let status = clients
+                .client(peer)
+                .map_err(|e| anyhow!("{e}"))?
+                .status(StatusRequest {})
+                .await
+                .map_err(|s| anyhow!("{peer}: {}", s.message()))?
+                .into_inner();
+            let shards = status.shards.len() as u32;
+            if shards == 0 {
+                bail!("{peer} reports no shards");
+            }
+            let voters = status.shards[0].voters.len();
+            let label = format!(
+                "ledger reserve+commit, cluster via {peer}, {shards} shards, {voters} voters"
+            );
+            let remote = Remote {
+                clients,
+                entry: peer.clone(),
+                leaders: RwLock::new(HashMap::new()),
+            };
+            (Target::Remote(remote), shards, label)
+        }
+    };
+    // One unlimited invite per shard, so the load spreads over all of them.
+    let mut tokens = Vec::new();
+    for shard in 0..shards {
+        let token = token_in(shard, shards);
+        let spec = InviteSpec {
+            token: token.clone(),
+            kind: InviteKind::Group,
+            username: None,
+            inviter: None,
+            allow_registration: false,
+            max_uses: None,
+            roles: vec![],
+            groups: vec![],
+            created_at: now_millis(),
+            expires_at: now_millis() + 3_600_000,
+            created_by: Some("usher-load".into()),
+        };
+        match target.propose(shards, Command::Create(spec)).await? {
+            Outcome::Created => tokens.push(token),
+            other => bail!("creating the invite of shard {shard}: {other:?}"),
+        }
+    }
+    let target = Arc::new(target);
+    let tokens = Arc::new(tokens);
+    let run_id = usher::secrets::random_id(6);
+    let t2 = target.clone();
+    crate::run_closed_loop(label, o.count, o.concurrency, o.deadline, move |i| {
+        let (target, tokens, run_id) = (t2.clone(), tokens.clone(), run_id.clone());
+        async move {
+            let token = tokens[i % tokens.len()].clone();
+            let reservation = format!("{run_id}-{i}");
+            let reserve = Command::Reserve {
+                token: token.clone(),
+                reservation: reservation.clone(),
+                username: format!("u{i}"),
+                purpose: Purpose::Register,
+                validated_at: now_millis(),
+                lease_until: now_millis() + 60_000,
+                node: "usher-load".into(),
+                path: RedeemPath::Ibr,
+            };
+            match target.propose(shards, reserve).await? {
+                Outcome::Reserved(_) => {}
+                other => bail!("reserve: {other:?}"),
+            }
+            let commit = Command::Commit { token, reservation };
+            match target.propose(shards, commit).await? {
+                Outcome::Committed => Ok(()),
+                other => bail!("commit: {other:?}"),
+            }
+        }
+    })
+    .await?;
+    if let Target::Local(ledger) = target.as_ref() {
+        ledger.shutdown().await;
+    }
+    Ok(())
+}
