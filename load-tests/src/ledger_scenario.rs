@@ -26,6 +26,7 @@ pub struct Options {
     pub peer: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub deadline: Instant,
+    pub json: bool,
 }
 
 /// Where commands go.
@@ -176,32 +177,39 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let tokens = Arc::new(tokens);
     let run_id = usher::secrets::random_id(6);
     let t2 = target.clone();
-    crate::run_closed_loop(label, o.count, o.concurrency, o.deadline, move |i| {
-        let (target, tokens, run_id) = (t2.clone(), tokens.clone(), run_id.clone());
-        async move {
-            let token = tokens[i % tokens.len()].clone();
-            let reservation = format!("{run_id}-{i}");
-            let reserve = Command::Reserve {
-                token: token.clone(),
-                reservation: reservation.clone(),
-                username: format!("u{i}"),
-                purpose: Purpose::Register,
-                validated_at: now_millis(),
-                lease_until: now_millis() + 60_000,
-                node: "usher-load".into(),
-                path: RedeemPath::Ibr,
-            };
-            match target.propose(shards, reserve).await? {
-                Outcome::Reserved(_) => {}
-                other => bail!("reserve: {other:?}"),
+    crate::run_closed_loop_as(
+        label,
+        o.json,
+        o.count,
+        o.concurrency,
+        o.deadline,
+        move |i| {
+            let (target, tokens, run_id) = (t2.clone(), tokens.clone(), run_id.clone());
+            async move {
+                let token = tokens[i % tokens.len()].clone();
+                let reservation = format!("{run_id}-{i}");
+                let reserve = Command::Reserve {
+                    token: token.clone(),
+                    reservation: reservation.clone(),
+                    username: format!("u{i}"),
+                    purpose: Purpose::Register,
+                    validated_at: now_millis(),
+                    lease_until: now_millis() + 60_000,
+                    node: "usher-load".into(),
+                    path: RedeemPath::Ibr,
+                };
+                match target.propose(shards, reserve).await? {
+                    Outcome::Reserved(_) => {}
+                    other => bail!("reserve: {other:?}"),
+                }
+                let commit = Command::Commit { token, reservation };
+                match target.propose(shards, commit).await? {
+                    Outcome::Committed => Ok(()),
+                    other => bail!("commit: {other:?}"),
+                }
             }
-            let commit = Command::Commit { token, reservation };
-            match target.propose(shards, commit).await? {
-                Outcome::Committed => Ok(()),
-                other => bail!("commit: {other:?}"),
-            }
-        }
-    })
+        },
+    )
     .await?;
     if let Target::Local(ledger) = target.as_ref() {
         ledger.shutdown().await;

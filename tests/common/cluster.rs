@@ -37,10 +37,14 @@ pub struct LocalCluster {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/cluster/local-cluster/local-cluster"
-    ))
+    // tests/common/ is two levels below the repository root.
+    PathBuf::from(file!())
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.parent())
+        .map(|root| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(root))
+        .unwrap_or_default()
+        .join("cluster/local-cluster/local-cluster")
 }
 
 fn addr(field: &str) -> SocketAddr {
@@ -122,7 +126,7 @@ impl LocalCluster {
         Command::new(script())
             .args(args)
             .env("CLUSTER_DIR", self.dir.path())
-            .env("USHER_BIN", env!("CARGO_BIN_EXE_usher"))
+            .env("USHER_BIN", super::usher_bin())
             .env("BASE_PORT", self.base_port.to_string())
             .env("USHER_SCYLLA__KEYSPACE", &self.keyspace)
             .env("USHER_SCRAM_ITERATIONS", "4096")
@@ -163,7 +167,7 @@ impl LocalCluster {
     /// `usher ARGS… --server` node `id`.
     pub fn cli(&self, id: u32, args: &[&str]) -> Output {
         let node = self.node(id);
-        Command::new(env!("CARGO_BIN_EXE_usher"))
+        Command::new(super::usher_bin())
             .args(args)
             .arg("--server")
             .arg(format!("http://{}", node.admin))

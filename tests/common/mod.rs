@@ -27,6 +27,27 @@ pub struct TestNode {
     env: Vec<(String, String)>,
 }
 
+/// The `usher` binary under test. Its own package's tests get it from
+/// cargo; the load harness's tests (another package of the workspace) find it
+/// beside their own executable, in the same target directory.
+pub fn usher_bin() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_usher") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/PROFILE/deps");
+    let bin = dir.join("usher");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --bin usher)",
+        bin.display()
+    );
+    bin
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -83,7 +104,7 @@ impl TestNode {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_usher"));
+        let mut cmd = Command::new(usher_bin());
         cmd.arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -272,7 +293,7 @@ impl TestNode {
 
     /// Runs `usher ARGS…` (any admin subcommand) against this node.
     pub fn cli_any(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_usher"))
+        Command::new(usher_bin())
             .args(args)
             .arg("--server")
             .arg(format!("http://{}", self.admin_addr))
