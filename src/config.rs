@@ -54,6 +54,9 @@ pub struct Config {
     pub reset_invite_expiry: Duration,
     /// Base of the invite landing pages (`BASE/invite/TOKEN`); unset: no landing URL.
     pub web_base_url: Option<String>,
+    /// Clients recommended on invite pages: `[[web_apps]] name, platforms
+    /// (android, ios, macos, windows, linux), url`; unset: a built-in list.
+    pub web_apps: Vec<crate::web::apps::App>,
     /// Bare JIDs of administrators (besides accounts holding the `admin` role).
     pub admins: Vec<String>,
     /// Whether any local user may create contact invites that also allow registration.
@@ -336,6 +339,7 @@ impl Default for Config {
             invite_expiry: Duration::from_secs(7 * 24 * 3600),
             reset_invite_expiry: Duration::from_secs(24 * 3600),
             web_base_url: None,
+            web_apps: crate::web::apps::defaults(),
             admins: Vec::new(),
             allow_user_invites: false,
             max_invites_per_user: 10,

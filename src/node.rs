@@ -78,6 +78,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         HttpState {
             readiness: readiness.clone(),
             metrics,
+            config: config.clone(),
+            templates: Arc::new(crate::web::templates()),
         },
         async move {
             let _ = http_stop_rx.await;

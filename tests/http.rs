@@ -74,3 +74,63 @@ async fn metrics_count_what_clients_did() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_pages_show_the_invite_or_say_why_not() {
+    let node = TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")]);
+    node.register_via_invite("ann", PASSWORD).await;
+    let token = node.invite(&["--contact", "ann"]);
+    let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8)";
+    let (status, page) = node.http_get_as(&format!("/invite/{token}"), android);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("ann@localhost invites you to chat on localhost."),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("href=\"xmpp:ann@localhost?roster;preauth={token}")),
+        "{page}"
+    );
+    assert!(page.contains("<svg"), "a QR code: {page}");
+    // Android clients first; the others behind a summary.
+    let apps = page.split("id=\"apps\"").nth(1).expect("app list");
+    let mine = apps.split("</ul>").next().expect("first list");
+    assert!(
+        mine.contains("Conversations") && !mine.contains("Monal"),
+        "{mine}"
+    );
+    assert!(page.contains("Monal"), "others are still listed");
+    assert!(page.contains("name=\"viewport\""), "usable on a phone");
+    assert!(!page.contains("<script"), "no JavaScript needed");
+
+    // An iPhone gets iOS clients.
+    let (_, page) = node.http_get_as(
+        &format!("/invite/{token}"),
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)",
+    );
+    let mine = page
+        .split("id=\"apps\"")
+        .nth(1)
+        .and_then(|a| a.split("</ul>").next())
+        .expect("apps");
+    assert!(
+        mine.contains("Monal") && !mine.contains("Conversations"),
+        "{mine}"
+    );
+
+    // Unknown: 404; revoked or used up: 410, each saying so.
+    let (status, page) = node.http_get("/invite/no-such-invite-token");
+    assert_eq!(status, 404);
+    assert!(page.contains("There is no such invite"), "{page}");
+    assert!(node.cli(&["revoke", &token]).status.success());
+    let (status, page) = node.http_get(&format!("/invite/{token}"));
+    assert_eq!(status, 410);
+    assert!(page.contains("withdrawn"), "{page}");
+    let used = node.invite(&[]);
+    let mut c = node.with_invite(&used).await;
+    let reply = c.register("bo", PASSWORD).await.expect("register");
+    assert_eq!(reply.attr("type"), Some("result"));
+    let (status, page) = node.http_get(&format!("/invite/{used}"));
+    assert_eq!(status, 410);
+    assert!(page.contains("already been used"), "{page}");
+}

@@ -1,7 +1,10 @@
-//! The HTTP listener (`http_addr`): Prometheus metrics and the health probes.
-//! It starts before storage and the ledger, so `/ready` can say what the node
-//! is still waiting for.
+//! The HTTP listener (`http_addr`): Prometheus metrics, the health probes and
+//! the invite landing pages. It starts before storage and the ledger, so
+//! `/ready` can say what the node is still waiting for.
 
+pub mod apps;
+mod invite_page;
+mod messages;
 mod probes;
 
 use std::future::Future;
@@ -29,6 +32,8 @@ pub struct Readiness {
 pub struct HttpState {
     pub readiness: Arc<Readiness>,
     pub metrics: PrometheusHandle,
+    pub config: Arc<crate::config::Config>,
+    pub templates: Arc<minijinja::Environment<'static>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -36,8 +41,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .route("/metrics", get(probes::metrics))
+        .route("/invite/{token}", get(invite_page::invite_page))
         .with_state(state)
 }
+
+pub use invite_page::templates;
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(

@@ -353,6 +353,11 @@ impl TestNode {
         http_get(self.http_addr, path)
     }
 
+    /// Like `http_get`, as a browser with this User-Agent.
+    pub fn http_get_as(&self, path: &str, user_agent: &str) -> (u16, String) {
+        http_request(self.http_addr, path, user_agent)
+    }
+
     /// The value of one series on `/metrics`, e.g.
     /// `usher_registrations_total{outcome="created"}`; 0 when absent (a
     /// counter nobody touched yet is not rendered).
@@ -365,13 +370,17 @@ impl TestNode {
 
 /// One plain HTTP/1.1 GET, read to the end (`Connection: close`).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, path, "usher-tests")
+}
+
+fn http_request(addr: SocketAddr, path: &str, user_agent: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect HTTP");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     let mut raw = String::new();
