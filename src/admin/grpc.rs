@@ -342,19 +342,7 @@ pub async fn serve(
     token: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if super::token::authorized(header, &token) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated(
-                "a valid admin bearer token is required",
-            ))
-        }
-    };
+    let check = super::token::bearer_check(token, "a valid admin bearer token is required");
     tonic::transport::Server::builder()
         .add_service(AdminServer::with_interceptor(service, check))
         .serve_with_incoming_shutdown(

@@ -41,6 +41,25 @@ pub fn authorized(header: Option<&str>, token: &str) -> bool {
     !token.is_empty() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
+/// A tonic interceptor admitting requests that carry `Bearer <token>`;
+/// others get UNAUTHENTICATED with `refusal`.
+pub fn bearer_check(
+    token: String,
+    refusal: &'static str,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |req: tonic::Request<()>| {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if authorized(header, &token) {
+            Ok(req)
+        } else {
+            Err(tonic::Status::unauthenticated(refusal))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

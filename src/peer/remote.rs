@@ -15,7 +15,16 @@ fn unavailable(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(e.to_string())
 }
 
-fn not_leader(shard: u32, leader: proto::Leader) -> LedgerError {
+/// A reply's leader hint or error, as the ledger's error.
+fn failure(shard: u32, not_leader: Option<proto::Leader>, error: String) -> Option<LedgerError> {
+    match not_leader {
+        Some(l) => Some(not_leader_error(shard, l)),
+        None if !error.is_empty() => Some(LedgerError::Unavailable(error)),
+        None => None,
+    }
+}
+
+fn not_leader_error(shard: u32, leader: proto::Leader) -> LedgerError {
     LedgerError::NotLeader {
         shard,
         leader: (leader.id != 0).then_some((leader.id, BasicNode { addr: leader.addr })),
@@ -41,11 +50,8 @@ impl Remote for PeerClients {
             .await
             .map_err(|s| unavailable(s.message()))?
             .into_inner();
-        if let Some(l) = reply.not_leader {
-            return Err(not_leader(shard, l));
-        }
-        if !reply.error.is_empty() {
-            return Err(LedgerError::Unavailable(reply.error));
+        if let Some(e) = failure(shard, reply.not_leader, reply.error) {
+            return Err(e);
         }
         serde_json::from_slice(&reply.outcome).map_err(unavailable)
     }
@@ -62,11 +68,8 @@ impl Remote for PeerClients {
             .await
             .map_err(|s| unavailable(s.message()))?
             .into_inner();
-        if let Some(l) = reply.not_leader {
-            return Err(not_leader(shard, l));
-        }
-        if !reply.error.is_empty() {
-            return Err(LedgerError::Unavailable(reply.error));
+        if let Some(e) = failure(shard, reply.not_leader, reply.error) {
+            return Err(e);
         }
         serde_json::from_slice(&reply.log_id).map_err(unavailable)
     }
@@ -88,12 +91,9 @@ impl Remote for PeerClients {
             .await
             .map_err(|s| unavailable(s.message()))?
             .into_inner();
-        if let Some(l) = reply.not_leader {
-            return Err(not_leader(shard, l));
+        match failure(shard, reply.not_leader, reply.error) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if !reply.error.is_empty() {
-            return Err(LedgerError::Unavailable(reply.error));
-        }
-        Ok(())
     }
 }

@@ -231,19 +231,7 @@ pub async fn serve(
     secret: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if crate::admin::token::authorized(header, &secret) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated(
-                "a valid cluster secret is required",
-            ))
-        }
-    };
+    let check = crate::admin::token::bearer_check(secret, "a valid cluster secret is required");
     // Snapshots of a large ledger travel in one message.
     let server = tonic::service::interceptor::InterceptedService::new(
         PeerServer::new(service)
