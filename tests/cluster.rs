@@ -1,7 +1,7 @@
 //! A three-node cluster on this machine (cluster/local-cluster), sharing the
 //! suite's CQL database: registrations through every node on every shard,
-//! and fault scenarios each checked over their whole history. Built only with
-//! `--features cql-tests`, like tests/cql.rs.
+//! and fault scenarios each checked over their whole history. Ignored without
+//! a CQL database, like tests/cql.rs.
 
 mod common;
 
@@ -44,6 +44,7 @@ fn invites_on_every_shard(cluster: &LocalCluster, count: usize, uses: u32) -> Ve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn three_nodes_register_through_every_node_on_every_shard() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = LocalCluster::start(3, FAST);
@@ -85,6 +86,7 @@ async fn three_nodes_register_through_every_node_on_every_shard() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn killing_a_shard_leader_mid_storm_loses_no_use() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(LocalCluster::start(3, FAST));
@@ -188,6 +190,7 @@ async fn storm_through(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_node_killed_between_reserve_and_commit_settles_its_holds() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = LocalCluster::start(3, FAST);
@@ -227,6 +230,7 @@ async fn a_node_killed_between_reserve_and_commit_settles_its_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn isolating_a_shard_leader_then_healing_keeps_uses_exact() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(LocalCluster::start(3, FAST));
@@ -262,6 +266,7 @@ async fn isolating_a_shard_leader_then_healing_keeps_uses_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_rolling_restart_under_traffic_keeps_uses_exact() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(LocalCluster::start(3, FAST));
@@ -289,6 +294,7 @@ async fn a_rolling_restart_under_traffic_keeps_uses_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_node_joins_and_another_leaves_under_traffic() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(LocalCluster::start(3, FAST));
@@ -332,6 +338,7 @@ async fn a_node_joins_and_another_leaves_under_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_roster_push_reaches_a_user_on_another_node() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = LocalCluster::start(3, FAST);
