@@ -24,8 +24,12 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// This node's name in logs and the audit trail; unset: the host name.
     pub node_name: Option<String>,
-    /// The HTTP listener: `/metrics`, `/health`, `/ready`, invite pages.
+    /// The HTTP listener: `/metrics`, `/health`, `/ready`, invite pages, web
+    /// registration.
     pub http_addr: SocketAddr,
+    /// Behind a reverse proxy: count web registrations per the address in the
+    /// last `X-Forwarded-For` entry (the proxy's own), not the proxy's address.
+    pub http_trust_forwarded_for: bool,
     /// Bearer token of the admin API; unset: one is generated at first start
     /// in `DATA_DIR/admin.token`, readable by the owner only.
     pub admin_token: Option<String>,
@@ -339,6 +343,7 @@ impl Default for Config {
             invite_expiry: Duration::from_secs(7 * 24 * 3600),
             reset_invite_expiry: Duration::from_secs(24 * 3600),
             web_base_url: None,
+            http_trust_forwarded_for: false,
             web_apps: crate::web::apps::defaults(),
             admins: Vec::new(),
             allow_user_invites: false,

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::ledger::{LedgerError, LedgerHandle, LedgerOptions};
 use crate::peer::cluster::PeerFanout;
 use crate::peer::{PeerClients, ShardNetwork};
+use crate::registration::Registrar;
 use crate::web::{HttpState, Readiness};
 
 /// How long open streams get to close after a shutdown signal.
@@ -80,6 +81,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             metrics,
             config: config.clone(),
             templates: Arc::new(crate::web::templates()),
+            form_key: Arc::new(form_key(&config, &data_dir).map_err(dir_error)?),
         },
         async move {
             let _ = http_stop_rx.await;
@@ -131,13 +133,23 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let listener = bind("c2s_addr", config.c2s_addr).await?;
     let admin_listener = bind("admin_addr", config.admin_addr).await?;
 
+    let cpu = CpuPool::new(cores, config.limits.registration_queue);
+    let registrar = Arc::new(Registrar {
+        config: config.clone(),
+        store: store.clone(),
+        ledger: ledger.clone(),
+        cpu: cpu.clone(),
+        limiter: RegistrationLimiter::new(config.limits.registrations_per_ip_per_minute),
+        directory: directory.clone(),
+    });
+    let _ = readiness.registrar.set(registrar.clone());
     let shared = Arc::new(C2sShared {
         config: config.clone(),
         store: store.clone(),
         ledger: ledger.clone(),
-        cpu: CpuPool::new(cores, config.limits.registration_queue),
+        cpu,
         tls,
-        registrations: RegistrationLimiter::new(config.limits.registrations_per_ip_per_minute),
+        registrar,
         decoy_secret,
         connections: Arc::new(AtomicUsize::new(0)),
         directory: directory.clone(),
@@ -334,5 +346,17 @@ async fn wait_for_signal() -> Result<(), NodeError> {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await.map_err(NodeError::Signals)
+    }
+}
+
+/// The key of the web forms' CSRF fields: derived from the cluster secret, so
+/// a form served by one node is accepted by any; a single node keeps its own.
+fn form_key(config: &Config, data_dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use sha2::Digest as _;
+    match config.cluster.secret.as_deref() {
+        Some(secret) if config.cluster.enabled() => {
+            Ok(sha2::Sha256::digest(format!("usher web forms\0{secret}")).to_vec())
+        }
+        _ => crate::secrets::load_or_create(&data_dir.join("web-forms.secret"), 32),
     }
 }

@@ -134,3 +134,147 @@ async fn invite_pages_show_the_invite_or_say_why_not() {
     assert_eq!(status, 410);
     assert!(page.contains("already been used"), "{page}");
 }
+
+/// The form page's cookie nonce and hidden CSRF field.
+fn form_tokens(reply: &HttpReply) -> (String, String) {
+    let cookie = reply
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a form cookie")
+        .to_owned();
+    let field = reply
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a csrf field")
+        .to_owned();
+    (cookie, field)
+}
+
+fn post_form(
+    node: &TestNode,
+    token: &str,
+    headers: &[(&str, &str)],
+    fields: &[(&str, &str)],
+) -> HttpReply {
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    http_exchange(
+        node.http_addr,
+        "POST",
+        &format!("/register/{token}"),
+        &all,
+        &body,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_registration_checks_its_form_token_and_shares_the_address_limit() {
+    let node = TestNode::start_with(&[
+        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
+        ("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "3"),
+    ]);
+    let token = node.invite(&["--uses", "10"]);
+    let form = http_exchange(
+        node.http_addr,
+        "GET",
+        &format!("/register/{token}"),
+        &[],
+        "",
+    );
+    assert_eq!(form.status, 200, "{}", form.body);
+    let set_cookie = form.header("set-cookie").expect("cookie").to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let (cookie, csrf) = form_tokens(&form);
+    let fields = |name: &'static str, csrf: &str| {
+        vec![
+            ("username", name),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("csrf", csrf),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect::<Vec<_>>()
+    };
+    let post = |headers: &[(&str, &str)], f: &[(&'static str, String)]| {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post_form(&node, &token, headers, &f)
+    };
+
+    // Forged: no cookie, a field for another cookie, another site's origin.
+    let forged = [
+        post(&[], &fields("forged1", &csrf)),
+        post(
+            &[("Cookie", "usher_form=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+            &fields("forged2", &csrf),
+        ),
+        post(
+            &[("Cookie", &cookie), ("Origin", "https://evil.example")],
+            &fields("forged3", &csrf),
+        ),
+        post(&[("Cookie", &cookie)], &fields("forged4", "bm90IGl0")),
+    ];
+    for reply in &forged {
+        assert_eq!(reply.status, 403, "{}", reply.body);
+        assert!(
+            reply.body.contains("This form has expired"),
+            "{}",
+            reply.body
+        );
+    }
+    for name in ["forged1", "forged2", "forged3", "forged4"] {
+        let auth = node.auth(Mech::Plain, name, PASSWORD).await;
+        assert!(matches!(auth, Auth::Failure(_)), "{name}: {auth:?}");
+    }
+
+    // Genuine, from this browser's own origin: registered, with the web path
+    // in the invite's history. Forged posts did not count against the limit.
+    let origin = format!("http://{}", node.http_addr);
+    let done = post(
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        &fields("webby", &csrf),
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("webby@localhost"), "{}", done.body);
+    assert_eq!(
+        node.auth(Mech::ScramSha256, "webby", PASSWORD).await,
+        Auth::Success
+    );
+    let history = node.cli(&["history", &token]);
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(history.contains("webby via web"), "{history}");
+
+    // The limit of 3 a minute is one budget for both doors: one more in band,
+    // one more on the web, then both refuse.
+    let mut c = node.with_invite(&token).await;
+    let reply = c.register("ibr-one", PASSWORD).await.expect("register");
+    assert_eq!(reply.attr("type"), Some("result"));
+    let second = post(&[("Cookie", &cookie)], &fields("webtwo", &csrf));
+    assert_eq!(second.status, 200, "{}", second.body);
+    let refused = post(&[("Cookie", &cookie)], &fields("webthree", &csrf));
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused.body.contains("Too many registrations"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("value=\"webthree\""),
+        "the input is kept"
+    );
+    let mut c = node.with_invite(&token).await;
+    let reply = c.register("ibr-two", PASSWORD).await.expect("register");
+    assert_iq_error(&reply, "wait", "resource-constraint", None);
+    let shown = node.show(&token);
+    assert!(shown.contains("uses:     3/10"), "{shown}");
+}

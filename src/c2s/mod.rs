@@ -12,7 +12,7 @@ pub mod listener;
 mod presence;
 pub mod rate_limit;
 mod register;
-mod roster;
+pub(crate) mod roster;
 pub mod session;
 pub mod tls;
 
@@ -32,7 +32,8 @@ pub struct C2sShared {
     pub ledger: LedgerHandle,
     pub cpu: CpuPool,
     pub tls: tokio_rustls::TlsAcceptor,
-    pub registrations: rate_limit::RegistrationLimiter,
+    /// Registration checks and the invite saga, shared with the web form.
+    pub registrar: Arc<crate::registration::Registrar>,
     /// Seeds the decoy SCRAM salts of unknown users; stable across restarts.
     pub decoy_secret: Vec<u8>,
     /// Open connections, for `limits.max_connections`.

@@ -245,23 +245,4 @@ impl Session {
         self.deliver_presence(user, &them, "subscribe");
         Ok(())
     }
-
-    /// After a contact invite created `user`: the inviter and the new user see
-    /// each other with `both`, and the inviter gets a roster push if online.
-    pub(super) async fn pair_with_inviter(
-        &mut self,
-        user: &Username,
-        inviter: &Username,
-    ) -> Result<(), StoreError> {
-        let me = self.bare_jid(user);
-        let them = self.bare_jid(inviter);
-        let mut theirs = self.load_item(inviter, &me).await?;
-        theirs.sent_subscribed();
-        theirs.got_subscribed();
-        self.save_and_push(inviter, theirs).await?;
-        let mut mine = self.load_item(user, &them).await?;
-        mine.sent_subscribed();
-        mine.got_subscribed();
-        self.shared.store.put_roster_item(user, mine).await
-    }
 }

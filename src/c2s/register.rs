@@ -1,12 +1,14 @@
 //! XEP-0077 in-band registration: creating an account on a secured stream,
 //! and password change / account removal once authenticated.
 
+use super::invite::{invalid_invite, unavailable};
 use super::iq::iq_result;
 use super::session::Session;
-use crate::accounts::{now_unix, Account, CreateOutcome, Credentials};
+use crate::invites::RedeemPath;
+use crate::registration::{RegistrationError, Request};
 use crate::xmpp::dataform::{DataForm, Field};
 use crate::xmpp::errors::{ErrorType, StanzaError};
-use crate::xmpp::jid::{prepare_password, Username};
+use crate::xmpp::jid::Username;
 use crate::xmpp::{ns, Element};
 
 const INSTRUCTIONS: &str = "Choose a username and password for use with this service.";
@@ -29,19 +31,36 @@ fn submitted_fields(query: &Element) -> (Option<String>, Option<String>) {
     )
 }
 
-/// The `outcome` label of a registration attempt.
-fn registration_outcome(outcome: &Result<(), StanzaError>) -> &'static str {
-    match outcome {
-        Ok(()) => "created",
-        Err(e) => match e.condition {
-            "conflict" => "conflict",
-            "item-not-found" => "invalid_invite",
-            "forbidden" => "forbidden",
-            "not-acceptable" => "not_acceptable",
-            "resource-constraint" => "rate_limited",
-            "not-authorized" => "not_authorized",
-            _ => "unavailable",
-        },
+/// The stanza error for a refused registration or password change.
+fn stanza_error(e: &RegistrationError) -> StanzaError {
+    use RegistrationError::*;
+    match e {
+        RateLimited => StanzaError::new(ErrorType::Wait, "resource-constraint")
+            .with_text("Too many registrations from your address; try again later"),
+        Busy => StanzaError::new(ErrorType::Wait, "resource-constraint")
+            .with_text("The server is busy with other registrations; try again shortly"),
+        InviteRequired => {
+            StanzaError::not_acceptable("Registration on this server is through invitation only")
+        }
+        InvalidUsername => StanzaError::not_acceptable("The requested username is invalid."),
+        PasswordMissing => StanzaError::not_acceptable("A password is required."),
+        PasswordTooShort(min) => StanzaError::not_acceptable(&format!(
+            "The password is too short: use at least {min} characters."
+        )),
+        PasswordNotAllowed => {
+            StanzaError::not_acceptable("The password contains characters that are not allowed.")
+        }
+        InvalidInvite => invalid_invite(),
+        WrongUsername => StanzaError::new(ErrorType::Cancel, "forbidden")
+            .with_text("This invite is for another username"),
+        NotAllowed => StanzaError::new(ErrorType::Cancel, "forbidden")
+            .with_text("This invite does not allow registration"),
+        UsernameTaken => StanzaError::new(ErrorType::Cancel, "conflict")
+            .with_text("The requested username already exists."),
+        LedgerUnavailable => unavailable(),
+        StoreUnavailable => {
+            StanzaError::internal("Account storage is unavailable; please try again later")
+        }
     }
 }
 
@@ -67,75 +86,40 @@ impl Session {
                 let reply = iq_result(iq).with_child(registration_form());
                 self.send(&reply);
             }
-            (None, true) => {
-                let outcome = self.register(iq, query).await;
-                crate::metrics::registration(registration_outcome(&outcome));
-                if let Err(error) = outcome {
-                    self.reply_error(iq, error);
-                }
-            }
+            (None, true) => self.register(iq, query).await,
         }
     }
 
-    /// Ok once the result is sent; Err is the refusal to send.
-    async fn register(&mut self, iq: &Element, query: &Element) -> Result<(), StanzaError> {
+    async fn register(&mut self, iq: &Element, query: &Element) {
         if query.has_child("remove", ns::REGISTER) {
-            return Err(StanzaError::new(ErrorType::Auth, "not-authorized")
-                .with_text("Log in to remove an account"));
-        }
-        if !self.shared.registrations.allow(self.peer.ip()) {
-            crate::metrics::rate_limit_hit("registrations_per_ip");
-            return Err(StanzaError::new(ErrorType::Wait, "resource-constraint")
-                .with_text("Too many registrations from your address; try again later"));
-        }
-        // Kept on the stream until a registration succeeds: a taken or invalid
-        // username may be retried with the same invite.
-        let invite = self.invite.clone();
-        if invite.is_none() && self.shared.config.registration_invite_only {
-            return Err(StanzaError::not_acceptable(
-                "Registration on this server is through invitation only",
-            ));
+            crate::metrics::registration("not_authorized");
+            return self.reply_error(
+                iq,
+                StanzaError::new(ErrorType::Auth, "not-authorized")
+                    .with_text("Log in to remove an account"),
+            );
         }
         let (username, password) = submitted_fields(query);
-        let Some(username) = username
-            .as_deref()
-            .and_then(|u| Username::parse(u).ok())
-            .filter(|u| !self.is_reserved(u))
-        else {
-            return Err(StanzaError::not_acceptable(
-                "The requested username is invalid.",
-            ));
+        // Kept on the stream until a registration succeeds: a taken or invalid
+        // username may be retried with the same invite.
+        let request = Request {
+            peer: self.peer.ip(),
+            invite: self.invite.clone(),
+            username: username.as_deref(),
+            password: password.as_deref(),
+            path: RedeemPath::Ibr,
         };
-        let password = match self.check_password(password.as_deref()) {
-            Ok(p) => p,
-            Err(e) => return Err(e),
-        };
-        if let Some(invite) = invite {
-            return self
-                .register_with_invite(iq, invite, username, password)
-                .await;
-        }
-        let credentials = self.derive(password).await?;
-        let account = Account {
-            username: username.as_str().to_owned(),
-            credentials,
-            created_at: now_unix(),
-            roles: Vec::new(),
-            reservation: None,
-        };
-        match self.shared.store.create(account).await {
-            Ok(CreateOutcome::Created) => {
-                tracing::info!(peer = %self.peer, user = %username, "account registered");
+        match self.shared.registrar.register(request).await {
+            Ok(registered) => {
+                self.invite = None;
+                tracing::debug!(peer = %self.peer, user = %registered.username, "registered in band");
                 self.send(&iq_result(iq));
-                Ok(())
-            }
-            Ok(CreateOutcome::AlreadyExists) => {
-                Err(StanzaError::new(ErrorType::Cancel, "conflict")
-                    .with_text("The requested username already exists."))
             }
             Err(e) => {
-                tracing::error!(error = %e, "registration failed in storage");
-                Err(StanzaError::internal("Please try again later"))
+                if e.invite_unusable() {
+                    self.invite = None;
+                }
+                self.reply_error(iq, stanza_error(&e));
             }
         }
     }
@@ -166,13 +150,14 @@ impl Session {
                     .with_text("The username does not match this account"),
             );
         }
-        let password = match self.check_password(password.as_deref()) {
-            Ok(p) => p,
-            Err(e) => return self.reply_error(iq, e),
+        let registrar = &self.shared.registrar;
+        let credentials = match registrar.check_password(password.as_deref()) {
+            Ok(p) => registrar.derive(p).await,
+            Err(e) => Err(e),
         };
-        let credentials = match self.derive(password).await {
+        let credentials = match credentials {
             Ok(c) => c,
-            Err(e) => return self.reply_error(iq, e),
+            Err(e) => return self.reply_error(iq, stanza_error(&e)),
         };
         match self
             .shared
@@ -193,50 +178,6 @@ impl Session {
                 self.reply_error(iq, StanzaError::internal("Please try again later"))
             }
         }
-    }
-
-    fn is_reserved(&self, user: &Username) -> bool {
-        self.shared
-            .config
-            .reserved_usernames
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(user.as_str()))
-    }
-
-    fn check_password(&self, password: Option<&str>) -> Result<String, StanzaError> {
-        let password = password.unwrap_or("");
-        if password.is_empty() {
-            return Err(StanzaError::not_acceptable("A password is required."));
-        }
-        let min = self.shared.config.min_password_length;
-        if password.chars().count() < min {
-            return Err(StanzaError::not_acceptable(&format!(
-                "The password is too short: use at least {min} characters."
-            )));
-        }
-        prepare_password(password).ok_or_else(|| {
-            StanzaError::not_acceptable("The password contains characters that are not allowed.")
-        })
-    }
-
-    /// SCRAM keys for a new password, computed on the CPU pool through its
-    /// bounded registration queue.
-    pub(super) async fn derive(&self, password: String) -> Result<Credentials, StanzaError> {
-        let iterations = self.shared.config.scram_iterations;
-        let hashes = self.shared.config.scram_algs();
-        let derived = self
-            .shared
-            .cpu
-            .run_queued(move || Credentials::derive(&password, iterations, &hashes))
-            .await;
-        derived.map_err(|e| match e {
-            crate::blocking_pool::PoolError::Busy => {
-                crate::metrics::rate_limit_hit("registration_queue");
-                StanzaError::new(ErrorType::Wait, "resource-constraint")
-                    .with_text("The server is busy with other registrations; try again shortly")
-            }
-            _ => StanzaError::internal("Please try again later"),
-        })
     }
 }
 

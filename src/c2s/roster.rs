@@ -22,6 +22,12 @@ fn item_element(item: &RosterItem) -> Element {
     el
 }
 
+/// The roster push (RFC 6121 2.1.6) announcing `item`, for any of the user's
+/// sessions.
+pub(crate) fn roster_push(item: &RosterItem) -> Element {
+    push_of(item_element(item))
+}
+
 fn push_of(item: Element) -> Element {
     Element::new("iq", ns::CLIENT)
         .with_attr("type", "set")

@@ -33,7 +33,7 @@ pub struct Session {
     pub(super) user: Option<Username>,
     pub(super) resource: Option<String>,
     /// The invite this unauthenticated stream proved (XEP-0445 preauth).
-    pub(super) invite: Option<super::invite::ValidatedInvite>,
+    pub(super) invite: Option<crate::registration::ProvenInvite>,
     /// This stream's actor, for the session directory.
     me: Option<Recipient<Deliver>>,
     conn_id: u64,

@@ -5,38 +5,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 
 use super::messages::text;
+use super::render::{message, page};
 use super::{apps, HttpState};
 use crate::invites::model::InviteStatus;
 use crate::invites::uri::invite_uri;
-use crate::invites::{InviteKind, Token};
+use crate::invites::{Invite, InviteKind, InviteSpec, Token};
 use crate::ledger::now_millis;
-
-fn page(state: &HttpState, status: StatusCode, template: &str, ctx: minijinja::Value) -> Response {
-    let rendered = state
-        .templates
-        .get_template(template)
-        .and_then(|t| t.render(ctx));
-    match rendered {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, template, "page rendering failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-        }
-    }
-}
-
-fn message(state: &HttpState, status: StatusCode, title: &str, body: &str) -> Response {
-    page(
-        state,
-        status,
-        "message.html",
-        context! { title => text(title, &[]), message => text(body, &[]) },
-    )
-}
 
 /// The invite URI as an SVG QR code.
 fn qr_svg(uri: &str) -> Option<String> {
@@ -48,51 +26,66 @@ fn qr_svg(uri: &str) -> Option<String> {
     )
 }
 
-pub async fn invite_page(
-    State(state): State<HttpState>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+/// The invite behind `raw`, if it can still be used; otherwise the page to
+/// show instead (404 unknown, 410 spent, 503 while the ledger cannot answer).
+pub(super) async fn active_invite(state: &HttpState, raw: &str) -> Result<Invite, Response> {
     let not_found = || {
         message(
-            &state,
+            state,
             StatusCode::NOT_FOUND,
             "title.not_found",
             "not_found.body",
         )
     };
-    let Some(token) = Token::parse(&token) else {
-        return not_found();
+    let unavailable = || {
+        message(
+            state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "title.unavailable",
+            "error.unavailable",
+        )
     };
-    let Some(ledger) = state.readiness.ledger.get() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting up\n").into_response();
-    };
+    let token = Token::parse(raw).ok_or_else(not_found)?;
+    let ledger = state.readiness.ledger.get().ok_or_else(unavailable)?;
     let invite = match ledger.read(&token, |l| l.get(&token).cloned()).await {
         Ok(Some(invite)) => invite,
-        Ok(None) => return not_found(),
+        Ok(None) => return Err(not_found()),
         Err(e) => {
             tracing::warn!(error = %e, "invite page: ledger unavailable");
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again shortly\n").into_response();
+            return Err(unavailable());
         }
     };
     let gone = match invite.status(now_millis()) {
-        InviteStatus::Active => None,
-        InviteStatus::Expired => Some("gone.expired"),
-        InviteStatus::Revoked => Some("gone.revoked"),
-        InviteStatus::UsedUp => Some("gone.used_up"),
+        InviteStatus::Active => return Ok(invite),
+        InviteStatus::Expired => "gone.expired",
+        InviteStatus::Revoked => "gone.revoked",
+        InviteStatus::UsedUp => "gone.used_up",
     };
-    if let Some(body) = gone {
-        return message(&state, StatusCode::GONE, "title.gone", body);
-    }
-    let domain = state.config.domain.as_str();
-    let uri = invite_uri(&invite.spec, domain);
-    let lead = match (&invite.spec.kind, &invite.spec.inviter) {
+    Err(message(state, StatusCode::GONE, "title.gone", gone))
+}
+
+/// Who invites whom to what, in one sentence.
+pub(super) fn lead(spec: &InviteSpec, domain: &str) -> String {
+    match (&spec.kind, &spec.inviter) {
         (InviteKind::Contact, Some(inviter)) => {
             let who = format!("{inviter}@{domain}");
             text("invite.contact", &[("inviter", &who), ("domain", domain)])
         }
         _ => text("invite.account", &[("domain", domain)]),
+    }
+}
+
+pub async fn invite_page(
+    State(state): State<HttpState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let invite = match active_invite(&state, &token).await {
+        Ok(invite) => invite,
+        Err(response) => return response,
     };
+    let domain = state.config.domain.as_str();
+    let uri = invite_uri(&invite.spec, domain);
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -106,40 +99,33 @@ pub async fn invite_page(
         .partition(|a| a.platforms.iter().any(|p| p == platform));
     let expires = std::time::UNIX_EPOCH + std::time::Duration::from_millis(invite.spec.expires_at);
     let expires = humantime::format_rfc3339_seconds(expires).to_string();
+    let spec = &invite.spec;
+    // The browser alternative, for invites that create or reset an account.
+    let register = match spec.kind {
+        InviteKind::Contact if !spec.allow_registration => None,
+        InviteKind::Reset => Some(text("invite.reset_web", &[])),
+        _ => Some(text("invite.register_web", &[])),
+    };
     page(
         &state,
         StatusCode::OK,
         "invite.html",
         context! {
             title => text("title.invite", &[]),
-            lead,
+            lead => lead(spec, domain),
+            qr_svg => qr_svg(&uri).unwrap_or_default(),
             uri,
-            qr_svg => qr_svg(&invite_uri(&invite.spec, domain)).unwrap_or_default(),
             open => text("invite.open", &[]),
             scan => text("invite.scan", &[]),
             apps_intro => text("invite.apps", &[]),
             apps_other => text("invite.apps_other", &[]),
             apps => mine,
             other_apps => others,
+            register,
+            register_url => format!("/register/{}", spec.token.as_str()),
             expires => text("invite.expires", &[("expires", &expires)]),
         },
     )
-}
-
-/// The page templates, compiled into the binary.
-pub fn templates() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    for (name, source) in [
-        ("page.html", include_str!("templates/page.html")),
-        ("invite.html", include_str!("templates/invite.html")),
-        ("message.html", include_str!("templates/message.html")),
-    ] {
-        if let Err(e) = env.add_template(name, source) {
-            // The templates are part of the build; this is a bug, caught by tests.
-            tracing::error!(error = %e, name, "bad built-in template");
-        }
-    }
-    env
 }
 
 #[cfg(test)]
@@ -148,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_built_in_templates_render_and_escape() {
-        let env = templates();
+        let env = super::super::render::templates();
         let html = env
             .get_template("message.html")
             .and_then(|t| t.render(context! { title => "T", message => "<b>&" }))

@@ -40,6 +40,82 @@ const EN: &[(&str, &str)] = &[
         "gone.used_up",
         "This invite has already been used. Ask the person who sent it for a new one.",
     ),
+    ("title.unavailable", "Please try again shortly"),
+    (
+        "invite.register_web",
+        "No app yet, or it cannot use the invite? Create your account in the browser",
+    ),
+    ("invite.reset_web", "Set a new password in the browser"),
+    ("title.register", "Create your account"),
+    ("title.reset", "Set a new password"),
+    ("reset.intro", "Choose a new password for {jid}."),
+    ("register.username", "Username"),
+    ("register.password", "Password"),
+    ("register.confirm", "Password again"),
+    (
+        "register.password_hint",
+        "At least {min} characters. You will need it to log in from your app.",
+    ),
+    ("register.submit", "Create account"),
+    ("reset.submit", "Set password"),
+    (
+        "register.not_allowed",
+        "This invite adds a contact but does not create an account. Open it in the app you already use.",
+    ),
+    ("title.registered", "Your account is ready"),
+    (
+        "registered.body",
+        "Log in from any XMPP app with this address and the password you chose:",
+    ),
+    (
+        "registered.contact",
+        "{inviter} is already in your contacts.",
+    ),
+    ("registered.apps", "Apps for your device:"),
+    ("title.reset_done", "Password changed"),
+    (
+        "reset.done",
+        "The password of {jid} is changed. Log in from your app with the new one:",
+    ),
+    (
+        "error.form_expired",
+        "This form has expired or was sent from another site. Please submit it again.",
+    ),
+    ("error.password_mismatch", "The two passwords differ."),
+    ("error.password_missing", "Please choose a password."),
+    (
+        "error.password_short",
+        "The password is too short: use at least {min} characters.",
+    ),
+    (
+        "error.password_chars",
+        "The password contains characters that are not allowed.",
+    ),
+    (
+        "error.username_invalid",
+        "This username is not allowed. Use letters, digits and . _ -, without spaces.",
+    ),
+    (
+        "error.username_taken",
+        "The username {username} is already taken. Please choose another.",
+    ),
+    ("error.wrong_username", "This invite is for another username."),
+    (
+        "error.invalid_invite",
+        "This invite can no longer be used. Ask the person who sent it for a new one.",
+    ),
+    (
+        "error.rate_limited",
+        "Too many registrations from your address. Please try again later.",
+    ),
+    (
+        "error.busy",
+        "The server is busy with other registrations. Please try again in a moment.",
+    ),
+    (
+        "error.unavailable",
+        "The service is temporarily unavailable. Please try again in a moment.",
+    ),
 ];
 
 /// The text of `id` with `{name}` placeholders filled; the id itself if the

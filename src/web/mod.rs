@@ -1,16 +1,21 @@
-//! The HTTP listener (`http_addr`): Prometheus metrics, the health probes and
-//! the invite landing pages. It starts before storage and the ledger, so
+//! The HTTP listener (`http_addr`): Prometheus metrics, the health probes, the
+//! invite landing pages and web registration. It starts before storage and the ledger, so
 //! `/ready` can say what the node is still waiting for.
 
 pub mod apps;
+mod csrf;
 mod invite_page;
 mod messages;
 mod probes;
+mod register_page;
+mod render;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -24,6 +29,8 @@ use crate::ledger::LedgerHandle;
 pub struct Readiness {
     pub store: OnceLock<Arc<dyn AccountStore>>,
     pub ledger: OnceLock<LedgerHandle>,
+    /// Web registration waits for this, like the c2s listener does.
+    pub registrar: OnceLock<Arc<crate::registration::Registrar>>,
     /// Set on a shutdown signal, so load balancers stop sending clients first.
     pub draining: AtomicBool,
 }
@@ -34,6 +41,8 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     pub config: Arc<crate::config::Config>,
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// Signs the web forms' CSRF fields; the same on every node of a cluster.
+    pub form_key: Arc<Vec<u8>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -42,10 +51,17 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(probes::ready))
         .route("/metrics", get(probes::metrics))
         .route("/invite/{token}", get(invite_page::invite_page))
+        .route(
+            "/register/{token}",
+            get(register_page::form)
+                .post(register_page::submit)
+                // Four short fields; nothing legitimate comes near this.
+                .layer(DefaultBodyLimit::max(16 * 1024)),
+        )
         .with_state(state)
 }
 
-pub use invite_page::templates;
+pub use render::templates;
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
@@ -53,7 +69,9 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address feeds the per-address registration limit.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -33,11 +33,14 @@ class Node:
         self.data_dir = pathlib.Path(self.tmp.name) / "data"
         self.port = free_port()
         self.admin_port = free_port()
+        self.http_port = free_port()
         self.env = {
             "PATH": os.environ.get("PATH", ""),
             "USHER_DATA_DIR": str(self.data_dir),
             "USHER_C2S_ADDR": f"127.0.0.1:{self.port}",
             "USHER_ADMIN_ADDR": f"127.0.0.1:{self.admin_port}",
+            "USHER_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
+            "USHER_WEB_BASE_URL": f"http://127.0.0.1:{self.http_port}",
             "USHER_REGISTRATION_INVITE_ONLY": "false",
             "USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE": "0",
             "USHER_LOG": "usher=debug",
@@ -65,15 +68,23 @@ class Node:
 
     def invite(self, *args: str) -> str:
         """Creates an invite with the usher CLI; returns its token."""
-        out = subprocess.run(
-            [usher_binary(), "invite", "create", *args,
+        return self.invite_links(*args)[1].split("preauth=")[1].split(";")[0]
+
+    def invite_links(self, *args: str) -> tuple:
+        """Creates an invite with the usher CLI: (landing page URL, xmpp: URI)."""
+        out = self.cli("invite", "create", *args)
+        assert out.returncode == 0, out.stderr
+        landing, uri = out.stdout.strip().splitlines()[-2:]
+        return landing, uri
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """Runs `usher ARGS` against this node's admin API."""
+        return subprocess.run(
+            [usher_binary(), *args,
              "--server", f"http://127.0.0.1:{self.admin_port}",
              "--token-file", str(self.data_dir / "admin.token")],
             capture_output=True, text=True, timeout=30, env={"PATH": self.env["PATH"]},
         )
-        assert out.returncode == 0, out.stderr
-        uri = out.stdout.strip().splitlines()[-1]
-        return uri.split("preauth=")[1].split(";")[0]
 
     @property
     def cert(self) -> pathlib.Path:

@@ -374,15 +374,49 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 fn http_request(addr: SocketAddr, path: &str, user_agent: &str) -> (u16, String) {
+    let reply = http_exchange(addr, "GET", path, &[("User-Agent", user_agent)], "");
+    (reply.status, reply.body)
+}
+
+/// An HTTP response: status, header lines, body (de-chunked).
+pub struct HttpReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// One HTTP/1.1 request with extra headers and a body, read to the end.
+pub fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpReply {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect HTTP");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    s.write_all(request.as_bytes()).expect("send request");
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read response");
     let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
@@ -399,7 +433,11 @@ fn http_request(addr: SocketAddr, path: &str, user_agent: &str) -> (u16, String)
     } else {
         body.to_owned()
     };
-    (status, body)
+    HttpReply {
+        status,
+        head: head.to_owned(),
+        body,
+    }
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -1,0 +1,40 @@
+//! A contact invite's promise: the new account and its inviter are in each
+//! other's rosters with a mutual subscription, and the inviter's online
+//! clients hear of it by roster push.
+
+use super::Registrar;
+use crate::accounts::{RosterItem, StoreError};
+use crate::c2s::roster::roster_push;
+use crate::xmpp::jid::Username;
+
+impl Registrar {
+    /// Idempotent: pairing twice leaves the same two items.
+    pub(super) async fn pair_with_inviter(
+        &self,
+        user: &Username,
+        inviter: &Username,
+    ) -> Result<(), StoreError> {
+        let domain = self.config.domain.as_str();
+        let mut theirs = self.item(inviter, &format!("{user}@{domain}")).await?;
+        theirs.sent_subscribed();
+        theirs.got_subscribed();
+        self.store.put_roster_item(inviter, theirs.clone()).await?;
+        // The new account has no session yet; only the inviter's are told.
+        if theirs.is_visible() {
+            self.directory
+                .deliver_except(inviter, domain, &roster_push(&theirs), None);
+        }
+        let mut mine = self.item(user, &format!("{inviter}@{domain}")).await?;
+        mine.sent_subscribed();
+        mine.got_subscribed();
+        self.store.put_roster_item(user, mine).await
+    }
+
+    async fn item(&self, user: &Username, jid: &str) -> Result<RosterItem, StoreError> {
+        Ok(self
+            .store
+            .roster_item(user, jid)
+            .await?
+            .unwrap_or_else(|| RosterItem::new(jid)))
+    }
+}
