@@ -38,6 +38,17 @@ enum Command {
         #[arg(long)]
         join: Option<String>,
     },
+    /// Load and validate the configuration `serve` would run with, then exit
+    /// (0: valid, 2: invalid, with the reason).
+    CheckConfig {
+        /// TOML config file; USHER_* environment variables apply as for `serve`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, conflicts_with = "join")]
+        bootstrap: bool,
+        #[arg(long)]
+        join: Option<String>,
+    },
     /// Create, list, show and revoke invites, and read their history.
     Invite {
         #[command(flatten)]
@@ -86,24 +97,37 @@ fn main() -> ExitCode {
         Command::Account { connection, action } => {
             admin_call(cli::account::run(connection, action))
         }
+        Command::CheckConfig {
+            config,
+            bootstrap,
+            join,
+        } => match load_config(config, bootstrap, join) {
+            Ok(c) => {
+                let storage = if c.scylla.nodes.is_empty() {
+                    "embedded".to_owned()
+                } else {
+                    format!("CQL at {}", c.scylla.nodes.join(", "))
+                };
+                let role = match c.cluster.node_id {
+                    0 => "standalone node".to_owned(),
+                    id => format!("cluster node {id}"),
+                };
+                println!(
+                    "configuration valid: {role} of {}, accounts {storage}",
+                    c.domain
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
         Command::Serve {
             config,
             bootstrap,
             join,
         } => {
-            let loaded = Config::load(config.as_deref()).and_then(|mut c| {
-                c.cluster.bootstrap |= bootstrap;
-                if join.is_some() {
-                    c.cluster.join = join;
-                }
-                c.validate().map(|()| c)
-            });
-            let config = match loaded {
+            let config = match load_config(config, bootstrap, join) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("usher: invalid configuration: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             init_logging(&config.log);
             match serve(config) {
@@ -116,6 +140,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The configuration with the command line's cluster flags; on error, says
+/// why on stderr and gives exit code 2.
+fn load_config(
+    file: Option<PathBuf>,
+    bootstrap: bool,
+    join: Option<String>,
+) -> Result<Config, ExitCode> {
+    let loaded = Config::load(file.as_deref()).and_then(|mut c| {
+        c.cluster.bootstrap |= bootstrap;
+        if join.is_some() {
+            c.cluster.join = join;
+        }
+        c.validate().map(|()| c)
+    });
+    loaded.map_err(|e| {
+        eprintln!("usher: invalid configuration: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn init_logging(filter: &str) {

@@ -1,0 +1,234 @@
+"""The Helm chart (helm/usher): `helm lint` and `helm template` with the default
+values and the 3-node production example, the rendered manifests parsed and
+checked, the pods' start-up script run for real, and the rendered settings loaded
+by the real `usher check-config`.
+
+HELM names the helm binary (scripts/test-all installs a pinned one); USHER_BIN
+the usher binary."""
+
+import base64
+import os
+import pathlib
+import subprocess
+import tempfile
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "usher"
+PRODUCTION = CHART / "values-production.yaml"
+HELM = os.environ.get("HELM", "helm")
+RELEASE = "chat"
+NAMESPACE = "xmpp"
+PEERS = f"{RELEASE}-usher-peers.{NAMESPACE}.svc.cluster.local"
+
+
+def usher_binary() -> str:
+    explicit = os.environ.get("USHER_BIN")
+    if explicit:
+        return explicit
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return str(pathlib.Path(target) / "debug" / "usher")
+
+
+def helm(*args, check=True):
+    out = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def render(*values_args):
+    out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values_args)
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    return by_kind
+
+
+def production():
+    return render("-f", str(PRODUCTION))
+
+
+def container(manifests):
+    (sts,) = manifests["StatefulSet"].values()
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    return sts, c
+
+
+def plain_env(c):
+    return {e["name"]: e["value"] for e in c["env"] if "value" in e}
+
+
+def secret_env(c):
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(PRODUCTION)]], ids=["default", "production"])
+def test_helm_lint_passes(values):
+    out = helm("lint", str(CHART), "--strict", *values)
+    assert "0 chart(s) failed" in out.stdout
+
+
+def test_default_values_render_one_node_with_embedded_storage():
+    m = render()
+    sts, c = container(m)
+    assert sts["spec"]["replicas"] == 1
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"c2s": 5222, "http": 5280, "admin": 5290}  # no peer port alone
+    env = plain_env(c)
+    assert env["USHER_HTTP_ADDR"] == "0.0.0.0:5280"
+    assert env["USHER_DATA_DIR"] == "/var/lib/usher"
+    assert "USHER_SCYLLA__NODES" not in env and "USHER_CLUSTER__PEER_ADDR" not in env
+    assert set(secret_env(c)) == {"USHER_ADMIN_TOKEN"}
+    # Probes on the HTTP port: /ready gates start-up and traffic, /health liveness.
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    # Raft data (and here the accounts) on a persistent volume.
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    mounts = {v["name"]: v["mountPath"] for v in c["volumeMounts"]}
+    assert mounts["data"] == "/var/lib/usher"
+    assert mounts["config"] == "/etc/usher/usher.toml"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    # One node: no disruption budget to keep, no ServiceMonitor or Ingress asked for.
+    assert "PodDisruptionBudget" not in m
+    assert "ServiceMonitor" not in m and "Ingress" not in m
+    assert "--bootstrap" not in c["args"][0] and "--join" not in c["args"][0]
+
+
+def test_services_expose_clients_pages_admin_and_peers():
+    m = production()
+    svc = m["Service"]
+    client = svc[f"{RELEASE}-usher"]["spec"]
+    assert client["type"] == "LoadBalancer"
+    assert client["externalTrafficPolicy"] == "Local"
+    assert client["ports"] == [{"name": "c2s", "port": 5222, "targetPort": "c2s"}]
+    http = svc[f"{RELEASE}-usher-http"]["spec"]
+    assert http["type"] == "ClusterIP" and http["ports"][0]["targetPort"] == "http"
+    admin = svc[f"{RELEASE}-usher-admin"]["spec"]
+    assert admin["type"] == "ClusterIP" and admin["ports"][0]["port"] == 5290
+    peers = svc[f"{RELEASE}-usher-peers"]["spec"]
+    assert peers["clusterIP"] == "None"
+    assert peers["publishNotReadyAddresses"] is True
+    assert {"name": "peer", "port": 5270, "targetPort": 5270} in peers["ports"]
+    sts, _ = container(m)
+    assert sts["spec"]["serviceName"] == f"{RELEASE}-usher-peers"
+    selector = sts["spec"]["selector"]["matchLabels"]
+    for s in svc.values():
+        assert s["spec"]["selector"] == selector
+    # The ServiceMonitor finds the http Service only, and scrapes /metrics.
+    (monitor,) = m["ServiceMonitor"].values()
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "http"
+    assert monitor["spec"]["endpoints"][0] == {"port": "http", "path": "/metrics", "interval": "30s"}
+    # The Ingress routes the pages, never /metrics.
+    (ingress,) = m["Ingress"].values()
+    paths = [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
+    assert paths == ["/invite/", "/register/"]
+
+
+def test_production_values_render_a_three_node_cluster():
+    m = production()
+    sts, c = container(m)
+    assert sts["spec"]["replicas"] == 3
+    (pdb,) = m["PodDisruptionBudget"].values()
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["peer"] == 5270
+    env = plain_env(c)
+    assert env["USHER_SCYLLA__NODES"] == "scylla-client.scylla.svc:9042"
+    assert env["USHER_CLUSTER__PEER_ADDR"] == "0.0.0.0:5270"
+    assert env["USHER_CLUSTER__REPLICATION"] == "3"
+    assert env["USHER_WEB_BASE_URL"] == "https://join.example.org"
+    assert env["USHER_TLS__CERT"] == "/etc/usher/tls/tls.crt"
+    secrets = secret_env(c)
+    assert secrets["USHER_CLUSTER__SECRET"] == {"name": f"{RELEASE}-usher", "key": "cluster-secret"}
+    assert secrets["USHER_ADMIN_TOKEN"]["key"] == "admin-token"
+    (secret,) = m["Secret"].values()
+    assert set(secret["data"]) == {"admin-token", "cluster-secret"}
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "usher-xmpp-tls"
+
+
+def run_start_script(c, pod, extra_env):
+    """Runs the container's start-up script under sh with a stand-in `usher`
+    that prints the arguments and the cluster variables it was given."""
+    with tempfile.TemporaryDirectory() as bin_dir:
+        fake = pathlib.Path(bin_dir) / "usher"
+        fake.write_text(
+            "#!/bin/sh\n"
+            'echo "args=$*"\n'
+            'echo "node_id=${USHER_CLUSTER__NODE_ID:-}"\n'
+            'echo "advertise=${USHER_CLUSTER__ADVERTISE:-}"\n'
+        )
+        fake.chmod(0o755)
+        assert c["command"] == ["/bin/sh", "-ec"]
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "POD_NAME": pod, **extra_env}
+        out = subprocess.run(["/bin/sh", "-ec", c["args"][0]], env=env,
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        return dict(line.split("=", 1) for line in out.stdout.strip().splitlines())
+
+
+def test_pod_zero_bootstraps_and_the_others_join_through_it():
+    _, c = container(production())
+    first = run_start_script(c, f"{RELEASE}-usher-0", {})
+    assert first["args"] == "serve --config /etc/usher/usher.toml --bootstrap"
+    assert first["node_id"] == "1"
+    assert first["advertise"] == f"{RELEASE}-usher-0.{PEERS}:5270"
+    third = run_start_script(c, f"{RELEASE}-usher-2", {})
+    assert third["args"] == f"serve --config /etc/usher/usher.toml --join {RELEASE}-usher-0.{PEERS}:5270"
+    assert third["node_id"] == "3"
+    assert third["advertise"] == f"{RELEASE}-usher-2.{PEERS}:5270"
+    # Rebuilding pod 0: it joins through pod 1 instead of founding a second cluster.
+    _, c = container(render("-f", str(PRODUCTION), "--set", "cluster.bootstrap=false"))
+    rebuilt = run_start_script(c, f"{RELEASE}-usher-0", {})
+    assert rebuilt["args"] == f"serve --config /etc/usher/usher.toml --join {RELEASE}-usher-1.{PEERS}:5270"
+    # A single node runs plain `serve`.
+    _, c = container(render())
+    alone = run_start_script(c, f"{RELEASE}-usher-0", {})
+    assert alone == {"args": "serve --config /etc/usher/usher.toml", "node_id": "", "advertise": ""}
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(PRODUCTION)]], ids=["default", "production"])
+def test_usher_accepts_the_rendered_settings(values):
+    """The ConfigMap's usher.toml plus the pod's environment (secrets resolved
+    from the rendered Secret) pass the real usher's validation, as pod 1 sees them."""
+    m = render(*values)
+    _, c = container(m)
+    (config_map,) = m["ConfigMap"].values()
+    (secret,) = m["Secret"].values()
+    env = {"PATH": os.environ.get("PATH", "")}
+    env.update(plain_env(c))
+    for name, ref in secret_env(c).items():
+        env[name] = base64.b64decode(secret["data"][ref["key"]]).decode()
+    if "USHER_CLUSTER__PEER_ADDR" in env:
+        env["USHER_CLUSTER__NODE_ID"] = "2"
+        env["USHER_CLUSTER__ADVERTISE"] = f"{RELEASE}-usher-1.{PEERS}:5270"
+    with tempfile.TemporaryDirectory() as tmp:
+        toml = pathlib.Path(tmp) / "usher.toml"
+        toml.write_text(config_map["data"]["usher.toml"])
+        # The chart's paths do not exist here; the check only loads settings.
+        out = subprocess.run([usher_binary(), "check-config", "--config", str(toml)],
+                             env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "configuration valid" in out.stdout
+    if "-f" in values:
+        assert "cluster node 2 of example.org, accounts CQL at scylla-client.scylla.svc:9042" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "replicaCount=3"], "replicaCount > 1 needs cluster.enabled=true"),
+    (["--set", "cluster.enabled=true", "--set", "replicaCount=3"], "cluster.enabled needs scylla.nodes"),
+    (["-f", str(PRODUCTION), "--set", "replicaCount=2"], "replicaCount must be at least cluster.replication"),
+])
+def test_settings_that_cannot_work_fail_at_render_time(args, message):
+    out = helm("template", RELEASE, str(CHART), *args, check=False)
+    assert out.returncode != 0
+    assert message in out.stderr
