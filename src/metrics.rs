@@ -93,6 +93,20 @@ fn describe() {
     describe_histogram!(STORE_SECONDS, Unit::Seconds, "Account store call latency");
 }
 
+/// The per-stanza counters, looked up in the recorder once instead of on every
+/// stanza (the first use comes after `install`, from a client's first stanza).
+pub fn stanza_in() {
+    static IN: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    IN.get_or_init(|| metrics::counter!(STANZAS_IN))
+        .increment(1);
+}
+
+pub fn stanza_out() {
+    static OUT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    OUT.get_or_init(|| metrics::counter!(STANZAS_OUT))
+        .increment(1);
+}
+
 /// Counts a registration attempt's outcome.
 pub fn registration(outcome: &'static str) {
     metrics::counter!(REGISTRATIONS, "outcome" => outcome).increment(1);

@@ -138,7 +138,7 @@ impl Session {
 
     pub(super) fn send(&mut self, element: &Element) {
         element.write_to(&mut self.outbuf, ns::CLIENT);
-        metrics::counter!(crate::metrics::STANZAS_OUT).increment(1);
+        crate::metrics::stanza_out();
     }
 
     fn flush(&mut self) {
@@ -241,7 +241,7 @@ impl Session {
     }
 
     async fn on_stanza(&mut self, stanza: Element) {
-        metrics::counter!(crate::metrics::STANZAS_IN).increment(1);
+        crate::metrics::stanza_in();
         if !self.secured {
             return self.on_stanza_before_tls(stanza);
         }

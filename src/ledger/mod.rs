@@ -348,10 +348,15 @@ impl LedgerHandle {
 
     /// Reads every shard linearizably; one answer per shard.
     pub async fn read_all<T>(&self, f: impl Fn(&Ledger) -> T) -> Result<Vec<T>, LedgerError> {
+        self.read_each(|_, l| f(l)).await
+    }
+
+    /// Like `read_all`, telling `f` which shard it reads.
+    pub async fn read_each<T>(&self, f: impl Fn(u32, &Ledger) -> T) -> Result<Vec<T>, LedgerError> {
         let mut out = Vec::with_capacity(self.inner.shards.len());
         for shard in 0..self.shard_count() {
             self.barrier(shard).await?;
-            out.push(self.read_now(shard, &f)?);
+            out.push(self.read_now(shard, |l| f(shard, l))?);
         }
         Ok(out)
     }
