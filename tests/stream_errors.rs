@@ -281,3 +281,53 @@ async fn pipelined_plaintext_after_starttls_is_discarded() {
         "the pipelined registration ran: {reply:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_header_sent_with_the_tls_finished_is_answered() {
+    // rustls queues what is written before the handshake ends and sends it in
+    // the same flight as the client's Finished, so the server's TLS layer holds
+    // the new stream header before the socket is read again. The node must
+    // answer it without waiting for more bytes that never come.
+    use std::io::{Read, Write};
+    let node = TestNode::start();
+    let addr = node.addr;
+    let config = node.trust().client_config().expect("trust");
+    let features = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+        tcp.write_all(header.as_bytes()).unwrap();
+        tcp.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .unwrap();
+        let mut plain = String::new();
+        let mut chunk = [0u8; 4096];
+        while !plain.contains("<proceed") {
+            let n = tcp.read(&mut chunk).expect("read until proceed");
+            assert!(n > 0, "closed before proceed: {plain}");
+            plain.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = rustls::ClientConnection::new(config, name).expect("client");
+        tls.writer().write_all(header.as_bytes()).unwrap();
+        let mut seen = String::new();
+        while !seen.contains("</stream:features>") {
+            while tls.wants_write() {
+                tls.write_tls(&mut tcp).expect("write TLS");
+            }
+            match tls.read_tls(&mut tcp) {
+                Ok(0) => panic!("closed; got {seen:?}"),
+                Ok(_) => {}
+                Err(e) => panic!("no answer to the pipelined header ({e}); got {seen:?}"),
+            }
+            tls.process_new_packets().expect("TLS");
+            let mut out = Vec::new();
+            let _ = tls.reader().read_to_end(&mut out);
+            seen.push_str(&String::from_utf8_lossy(&out));
+        }
+        seen
+    })
+    .await
+    .expect("client thread");
+    assert!(features.contains("<mechanisms"), "{features}");
+}
