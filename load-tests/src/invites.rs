@@ -75,7 +75,7 @@ pub async fn mint(
         .connect()
         .await
         .map_err(|e| anyhow!("cannot reach the admin API at {url}: {e}"))?;
-    let mut client = AdminClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+    let client = AdminClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
         req.metadata_mut().insert("authorization", header.clone());
         Ok(req)
     });
@@ -84,18 +84,35 @@ pub async fn mint(
     } else {
         InviteKind::Account
     };
+    // Up to MINT_IN_FLIGHT calls at once over the one HTTP/2 channel: the
+    // ledger batches concurrent proposals, so a million invites take minutes,
+    // not the hour one-at-a-time would.
+    const MINT_IN_FLIGHT: usize = 64;
     let mut tokens = Vec::with_capacity(count);
-    for _ in 0..count {
-        let invite = client
-            .create_invite(CreateInviteRequest {
-                kind: kind as i32,
-                max_uses: Some(uses),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| anyhow!("minting an invite: {}", s.message()))?
-            .into_inner();
-        tokens.push(invite.token);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut started = 0;
+    while tokens.len() < count {
+        while started < count && in_flight.len() < MINT_IN_FLIGHT {
+            let mut client = client.clone();
+            in_flight.spawn(async move {
+                client
+                    .create_invite(CreateInviteRequest {
+                        kind: kind as i32,
+                        max_uses: Some(uses),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|r| r.into_inner().token)
+            });
+            started += 1;
+        }
+        let Some(done) = in_flight.join_next().await else {
+            break;
+        };
+        let token = done
+            .context("a minting task failed")?
+            .map_err(|s| anyhow!("minting an invite: {}", s.message()))?;
+        tokens.push(token);
     }
     Ok(tokens)
 }

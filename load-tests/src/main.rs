@@ -166,6 +166,22 @@ enum Scenario {
         #[arg(long)]
         invite: Option<String>,
     },
+    /// Mints single-use invites through usher's admin API, outside any timed
+    /// phase: invites for `register --invites-file` (so minting is not counted
+    /// in a registration run), or invites nobody redeems, to load a node with
+    /// pending ones. Prints the tokens to --out (one per line) if given.
+    Mint {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// usher's admin API URL.
+        #[arg(long)]
+        admin: String,
+        /// The admin API's bearer token file (DATA_DIR/admin.token).
+        #[arg(long)]
+        admin_token_file: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The CPU floor of a registration on this machine: PBKDF2 for the stored
     /// keys and one TLS handshake, with usher's own code; no server needed.
     Floor {
@@ -565,6 +581,40 @@ async fn remote(cli: Cli) -> anyhow::Result<()> {
         // Runs in-process, from main.
         Scenario::Ledger { .. } | Scenario::CqlInsert { .. } => {
             bail!("this scenario runs in-process")
+        }
+        Scenario::Mint {
+            count,
+            admin,
+            admin_token_file,
+            out,
+        } => {
+            let started = Instant::now();
+            let tokens = invites::mint(&admin, &admin_token_file, count, 1).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            if let Some(path) = &out {
+                let mut text = tokens.join("\n");
+                text.push('\n');
+                std::fs::write(path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let rate = tokens.len() as f64 / seconds.max(1e-9);
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "scenario": "mint",
+                        "minted": tokens.len(),
+                        "seconds": seconds,
+                        "per_second": rate,
+                    })
+                );
+            } else {
+                println!(
+                    "mint: {} invites in {seconds:.1}s ({rate:.0}/s)",
+                    tokens.len()
+                );
+            }
+            Ok(())
         }
         Scenario::Floor { iterations, hashes } => {
             let algs = hashes

@@ -21,8 +21,12 @@ fn stderr(out: &Output) -> String {
 
 /// The last JSON line a successful run printed.
 fn json(out: Output) -> serde_json::Value {
-    assert!(out.status.success(), "usher-load failed: {}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "usher-load failed: {}\n{stdout}",
+        stderr(&out)
+    );
     let last = stdout.lines().last().expect("output");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
 }
@@ -115,8 +119,39 @@ fn every_scenario_runs_against_a_local_node() {
         "{r}"
     );
 
-    // Registrations with invites from a file of URIs.
+    // Invites minted ahead into a file, then registered with.
     let dir = tempfile::tempdir().expect("dir");
+    let minted = dir.path().join("minted.txt");
+    let m = run(&[
+        "mint",
+        "--count",
+        "5",
+        "--admin",
+        &admin,
+        "--admin-token-file",
+        token_file,
+        "--out",
+        minted.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(m["minted"].as_u64(), Some(5), "{m}");
+    let tokens = std::fs::read_to_string(&minted).expect("minted file");
+    assert_eq!(tokens.lines().count(), 5, "{tokens}");
+    let r = run(&[
+        "register",
+        "--count",
+        "5",
+        "--concurrency",
+        "5",
+        "--invites-file",
+        minted.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        (r["ok"].as_u64(), r["failed"].as_u64()),
+        (Some(5), Some(0)),
+        "{r}"
+    );
+
+    // Registrations with invites from a file of URIs.
     let file = dir.path().join("invites.txt");
     let uris: Vec<String> = (0..4)
         .map(|_| format!("xmpp:localhost?register;preauth={};ibr=y", node.invite(&[])))
