@@ -109,6 +109,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let options = LedgerOptions {
         batching: config.ledger.batching,
         shards: config.ledger.shards,
+        snapshot_every: config.ledger.snapshot_every,
     };
     let directory = Arc::new(SessionDirectory::default());
     let (peer_stop_tx, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -111,6 +111,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             let options = LedgerOptions {
                 batching: o.batching,
                 shards: o.shards,
+                ..LedgerOptions::default()
             };
             let ledger = LedgerHandle::open_single(&dir, options).await?;
             let label = format!(

@@ -354,6 +354,7 @@ mod tests {
         let options = LedgerOptions {
             batching: true,
             shards: 4,
+            ..LedgerOptions::default()
         };
         let ledger = LedgerHandle::open_single(dir.path(), options)
             .await

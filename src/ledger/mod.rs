@@ -51,6 +51,19 @@ pub struct LedgerOptions {
     pub batching: bool,
     /// Shards of the ledger; fixed when the data dir (or cluster) is created.
     pub shards: u32,
+    /// Raft entries between snapshots (`ledger.snapshot_every`).
+    pub snapshot_every: u64,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        let config = crate::config::LedgerConfig::default();
+        LedgerOptions {
+            batching: config.batching,
+            shards: config.shards,
+            snapshot_every: config.snapshot_every,
+        }
+    }
 }
 
 /// How a node reaches the leader of a shard on another node: proposals and
@@ -156,6 +169,7 @@ impl LedgerHandle {
                 heartbeat_interval: 250,
                 election_timeout_min: 1000,
                 election_timeout_max: 2000,
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
                 ..Default::default()
             }
             .validate()
@@ -528,6 +542,7 @@ mod tests {
         let options = LedgerOptions {
             batching: true,
             shards: 4,
+            ..LedgerOptions::default()
         };
         let ledger = LedgerHandle::open_single(dir.path(), options.clone())
             .await
