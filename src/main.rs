@@ -22,33 +22,30 @@ struct Cli {
     command: Command,
 }
 
+/// Where a node's settings come from: `serve` runs with them, `check-config`
+/// only validates them.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// TOML config file; every key can also be set as USHER_<KEY> in the environment.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Create a new cluster with this node as its first member (cluster.bootstrap).
+    #[arg(long, conflicts_with = "join")]
+    bootstrap: bool,
+    /// Join a cluster through this member's peer address (cluster.join).
+    #[arg(long)]
+    join: Option<String>,
+}
+
 // Parsed once per run: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (single node, embedded storage, unless configured otherwise).
-    Serve {
-        /// TOML config file; every key can also be set as USHER_<KEY> in the environment.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Create a new cluster with this node as its first member (cluster.bootstrap).
-        #[arg(long, conflicts_with = "join")]
-        bootstrap: bool,
-        /// Join a cluster through this member's peer address (cluster.join).
-        #[arg(long)]
-        join: Option<String>,
-    },
+    Serve(NodeArgs),
     /// Load and validate the configuration `serve` would run with, then exit
     /// (0: valid, 2: invalid, with the reason).
-    CheckConfig {
-        /// TOML config file; USHER_* environment variables apply as for `serve`.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long, conflicts_with = "join")]
-        bootstrap: bool,
-        #[arg(long)]
-        join: Option<String>,
-    },
+    CheckConfig(NodeArgs),
     /// Create, list, show and revoke invites, and read their history.
     Invite {
         #[command(flatten)]
@@ -97,11 +94,7 @@ fn main() -> ExitCode {
         Command::Account { connection, action } => {
             admin_call(cli::account::run(connection, action))
         }
-        Command::CheckConfig {
-            config,
-            bootstrap,
-            join,
-        } => match load_config(config, bootstrap, join) {
+        Command::CheckConfig(args) => match load_config(args) {
             Ok(c) => {
                 let storage = if c.scylla.nodes.is_empty() {
                     "embedded".to_owned()
@@ -120,12 +113,8 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Serve {
-            config,
-            bootstrap,
-            join,
-        } => {
-            let config = match load_config(config, bootstrap, join) {
+        Command::Serve(args) => {
+            let config = match load_config(args) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -145,11 +134,13 @@ fn main() -> ExitCode {
 /// The configuration with the command line's cluster flags; on error, says
 /// why on stderr and gives exit code 2.
 fn load_config(
-    file: Option<PathBuf>,
-    bootstrap: bool,
-    join: Option<String>,
+    NodeArgs {
+        config,
+        bootstrap,
+        join,
+    }: NodeArgs,
 ) -> Result<Config, ExitCode> {
-    let loaded = Config::load(file.as_deref()).and_then(|mut c| {
+    let loaded = Config::load(config.as_deref()).and_then(|mut c| {
         c.cluster.bootstrap |= bootstrap;
         if join.is_some() {
             c.cluster.join = join;

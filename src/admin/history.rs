@@ -182,31 +182,13 @@ fn parse_page_token(token: &str, shards: usize) -> Result<Vec<u64>, AdminError> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::accounts::embedded::EmbeddedStore;
-    use crate::admin::invites::NewInvite;
-    use crate::config::Config;
-    use crate::ledger::{LedgerHandle, LedgerOptions};
+    use crate::admin::invites::{test_admin, NewInvite};
 
     #[actix_rt::test]
     async fn event_pages_across_shards_are_complete_ordered_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let options = LedgerOptions {
-            batching: true,
-            shards: 4,
-            ..LedgerOptions::default()
-        };
-        let ledger = LedgerHandle::open_single(dir.path(), options)
-            .await
-            .unwrap();
-        let store = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let admin = InviteAdmin {
-            ledger: ledger.clone(),
-            store,
-            config: Arc::new(Config::default()),
-        };
+        let (admin, ledger) = test_admin(dir.path()).await;
         for _ in 0..9 {
             admin.create(NewInvite::default()).await.unwrap();
         }

@@ -342,29 +342,33 @@ fn parse_cursor(c: &str) -> Result<(u64, String), AdminError> {
     Ok((at, token.to_owned()))
 }
 
+/// An admin core over a single-node, four-shard ledger and an embedded store
+/// in `dir`, for the admin modules' tests.
+#[cfg(test)]
+pub(super) async fn test_admin(dir: &std::path::Path) -> (InviteAdmin, LedgerHandle) {
+    let options = crate::ledger::LedgerOptions {
+        batching: true,
+        shards: 4,
+        ..Default::default()
+    };
+    let ledger = LedgerHandle::open_single(dir, options).await.unwrap();
+    let store = crate::accounts::embedded::EmbeddedStore::open(&dir.join("a.redb")).unwrap();
+    let admin = InviteAdmin {
+        ledger: ledger.clone(),
+        store: Arc::new(store),
+        config: Arc::new(Config::default()),
+    };
+    (admin, ledger)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::embedded::EmbeddedStore;
-    use crate::ledger::LedgerOptions;
 
     #[actix_rt::test]
     async fn pages_newest_first_without_gaps_or_repeats() {
         let dir = tempfile::tempdir().unwrap();
-        let options = LedgerOptions {
-            batching: true,
-            shards: 4,
-            ..LedgerOptions::default()
-        };
-        let ledger = LedgerHandle::open_single(dir.path(), options)
-            .await
-            .unwrap();
-        let store = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let admin = InviteAdmin {
-            ledger: ledger.clone(),
-            store,
-            config: Arc::new(Config::default()),
-        };
+        let (admin, ledger) = test_admin(dir.path()).await;
         let mut made = Vec::new();
         for _ in 0..5 {
             made.push(

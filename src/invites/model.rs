@@ -92,6 +92,14 @@ pub struct InviteSpec {
     pub created_by: Option<String>,
 }
 
+impl InviteSpec {
+    /// Whether it creates (or, for a reset, re-keys) an account at all: every
+    /// kind but a contact invite that only adds a contact.
+    pub fn registers(&self) -> bool {
+        self.kind != InviteKind::Contact || self.allow_registration
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationState {

@@ -45,18 +45,10 @@ pub async fn form(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let invite = match active_invite(&state, &token).await {
+    let invite = match registering_invite(&state, &token).await {
         Ok(invite) => invite,
         Err(response) => return response,
     };
-    if !registers(&invite) {
-        return message(
-            &state,
-            StatusCode::FORBIDDEN,
-            "title.register",
-            "register.not_allowed",
-        );
-    }
     let nonce = csrf::cookie_nonce(&headers).unwrap_or_else(csrf::new_nonce);
     let username = invite.spec.username.clone().unwrap_or_default();
     let view = FormView {
@@ -75,23 +67,16 @@ pub async fn submit(
     headers: HeaderMap,
     Form(form): Form<RegisterForm>,
 ) -> Response {
-    let invite = match active_invite(&state, &token).await {
+    let invite = match registering_invite(&state, &token).await {
         Ok(invite) => invite,
         Err(response) => return response,
     };
-    if !registers(&invite) {
-        return message(
-            &state,
-            StatusCode::FORBIDDEN,
-            "title.register",
-            "register.not_allowed",
-        );
-    }
+    let cookie = csrf::cookie_nonce(&headers);
     let forged = !csrf::same_origin(&headers, state.config.web_base_url.as_deref())
-        || csrf::cookie_nonce(&headers).is_none_or(|nonce| {
+        || cookie.as_deref().is_none_or(|nonce| {
             !csrf::verify(
                 &state.form_key,
-                &nonce,
+                nonce,
                 invite.spec.token.as_str(),
                 &form.csrf,
             )
@@ -101,7 +86,7 @@ pub async fn submit(
         (InviteKind::Reset, Some(name)) => name.clone(),
         _ => form.username.trim().to_owned(),
     };
-    let nonce = csrf::cookie_nonce(&headers).unwrap_or_else(csrf::new_nonce);
+    let nonce = cookie.unwrap_or_else(csrf::new_nonce);
     let again = |status, error: String| {
         let view = FormView {
             invite: &invite,
@@ -152,9 +137,19 @@ pub async fn submit(
     }
 }
 
-/// Whether the invite can create (or reset) an account at all.
-fn registers(invite: &Invite) -> bool {
-    invite.spec.kind != InviteKind::Contact || invite.spec.allow_registration
+/// The invite behind `token` if it can still create (or reset) an account;
+/// otherwise the page to show instead.
+async fn registering_invite(state: &HttpState, token: &str) -> Result<Invite, Response> {
+    let invite = active_invite(state, token).await?;
+    if !invite.spec.registers() {
+        return Err(message(
+            state,
+            StatusCode::FORBIDDEN,
+            "title.register",
+            "register.not_allowed",
+        ));
+    }
+    Ok(invite)
 }
 
 /// The status and the form's message for a refused registration.

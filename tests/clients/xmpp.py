@@ -49,6 +49,16 @@ async def preauth(client, token):
         client.remove_handler("preauth answer")
 
 
+async def run_until(client, node, outcome):
+    """Connects `client` to `node` and waits (at most TIMEOUT) for `outcome`."""
+    client.connect("127.0.0.1", node.port)
+    try:
+        return await asyncio.wait_for(outcome.done, TIMEOUT)
+    finally:
+        client.disconnect()
+        await asyncio.sleep(0.1)
+
+
 async def register_and_login(node, user, password, token=None):
     """Registers through XEP-0077 on the secured stream (proving `token` first,
     as XEP-0445 clients do), then logs in on it."""
@@ -77,12 +87,7 @@ async def register_and_login(node, user, password, token=None):
     client.add_event_handler("register", on_register)
     client.add_event_handler("session_start", lambda _: outcome.set(("session", str(client.boundjid))))
     client.add_event_handler("failed_auth", lambda _: outcome.set(("failed_auth", None)))
-    client.connect("127.0.0.1", node.port)
-    try:
-        return await asyncio.wait_for(outcome.done, TIMEOUT)
-    finally:
-        client.disconnect()
-        await asyncio.sleep(0.1)
+    return await run_until(client, node, outcome)
 
 
 async def login(node, user, password, mech):
@@ -95,12 +100,7 @@ async def login(node, user, password, mech):
 
     client.add_event_handler("session_start", on_session)
     client.add_event_handler("failed_auth", lambda _: outcome.set(("failed_auth", None, None)))
-    client.connect("127.0.0.1", node.port)
-    try:
-        return await asyncio.wait_for(outcome.done, TIMEOUT)
-    finally:
-        client.disconnect()
-        await asyncio.sleep(0.1)
+    return await run_until(client, node, outcome)
 
 
 async def roster_of(node, user, password):
@@ -115,9 +115,4 @@ async def roster_of(node, user, password):
 
     client.add_event_handler("session_start", on_session)
     client.add_event_handler("failed_auth", lambda _: outcome.set(None))
-    client.connect("127.0.0.1", node.port)
-    try:
-        return await asyncio.wait_for(outcome.done, TIMEOUT)
-    finally:
-        client.disconnect()
-        await asyncio.sleep(0.1)
+    return await run_until(client, node, outcome)

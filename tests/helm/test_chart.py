@@ -10,10 +10,15 @@ import base64
 import os
 import pathlib
 import subprocess
+import sys
 import tempfile
 
 import pytest
 import yaml
+
+# The client tests' fixtures module knows where the usher binary is.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "clients"))
+from conftest import usher_binary  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "usher"
@@ -22,14 +27,6 @@ HELM = os.environ.get("HELM", "helm")
 RELEASE = "chat"
 NAMESPACE = "xmpp"
 PEERS = f"{RELEASE}-usher-peers.{NAMESPACE}.svc.cluster.local"
-
-
-def usher_binary() -> str:
-    explicit = os.environ.get("USHER_BIN")
-    if explicit:
-        return explicit
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    return str(pathlib.Path(target) / "debug" / "usher")
 
 
 def helm(*args, check=True):
