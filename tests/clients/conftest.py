@@ -1,5 +1,6 @@
 """Shared fixtures for the real-client tests: a fresh usher node per test."""
 
+import itertools
 import os
 import pathlib
 import socket
@@ -21,16 +22,44 @@ def usher_binary() -> str:
     return str(pathlib.Path(target) / "debug" / "usher")
 
 
+_FIRST_PORT = 61000
+_next_port = itertools.count(os.getpid() * 7919)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that was free a moment ago, above Linux's ephemeral range: one
+    the kernel handed out could be taken by any outgoing connection before
+    usher binds it."""
+    for _ in range(65535 - _FIRST_PORT):
+        port = _FIRST_PORT + next(_next_port) % (65535 - _FIRST_PORT)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port above 61000")
 
 
 class Node:
     def __init__(self, env_overrides):
         self.tmp = tempfile.TemporaryDirectory()
         self.data_dir = pathlib.Path(self.tmp.name) / "data"
+        self.log_path = pathlib.Path(self.tmp.name) / "usher.log"
+        self.proc = None
+        # A port taken by someone else between free_port and usher's bind
+        # gets fresh ports and another start, a few times.
+        for attempt in range(5):
+            self._pick_ports(env_overrides)
+            try:
+                self.start()
+                return
+            except RuntimeError as e:
+                if attempt == 4 or "Address already in use" not in str(e):
+                    raise
+                self.log_path.unlink(missing_ok=True)
+
+    def _pick_ports(self, env_overrides):
         self.port = free_port()
         self.admin_port = free_port()
         self.http_port = free_port()
@@ -46,9 +75,6 @@ class Node:
             "USHER_LOG": "usher=debug",
         }
         self.env.update(env_overrides)
-        self.log_path = pathlib.Path(self.tmp.name) / "usher.log"
-        self.proc = None
-        self.start()
 
     def start(self):
         log = open(self.log_path, "ab")
@@ -59,8 +85,10 @@ class Node:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"usher exited at start:\n{self.log()}")
+            ports = (self.port, self.admin_port, self.http_port)
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                for port in ports:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.02)

@@ -48,10 +48,25 @@ pub fn usher_bin() -> PathBuf {
     bin
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, above Linux's ephemeral range
+/// (32768-60999): a port the kernel hands out (`bind :0`) can be taken again
+/// by any outgoing connection of a parallel test before usher binds it, which
+/// is how CI once saw "Address already in use". Each process walks the range
+/// from its own offset so parallel test binaries rarely meet.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 61_000;
+    const COUNT: u32 = 65_535 - FIRST;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(7919);
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset.wrapping_add(n)) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}-65535");
 }
 
 impl TestNode {
@@ -61,8 +76,24 @@ impl TestNode {
     }
 
     /// A node with extra `USHER_*` settings (they override the test defaults).
+    /// A port taken by someone else between `free_port` and usher's bind
+    /// gets the node fresh ports and another start, a few times.
     pub fn start_with(env: &[(&str, &str)]) -> TestNode {
         let mut node = Self::launch(env);
+        for _ in 0..4 {
+            match node.try_wait_ready() {
+                Ok(()) => return node,
+                Err(log) if log.contains("Address already in use") => {
+                    node.child = None;
+                    let _ = std::fs::remove_file(node.log_path());
+                    node.addr.set_port(free_port());
+                    node.admin_addr.set_port(free_port());
+                    node.http_addr.set_port(free_port());
+                    node.spawn_process();
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
         node.wait_ready();
         node
     }
@@ -140,28 +171,38 @@ impl TestNode {
         self.child = Some(child);
     }
 
-    /// Waits until both ports listen; panics with the log if the node exits.
+    /// Waits until all ports listen; panics with the log if the node exits.
     pub fn wait_ready(&mut self) {
+        if let Err(why) = self.try_wait_ready() {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until all ports listen; the error says why not, with the log.
+    fn try_wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let up = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
             if up(&self.addr) && up(&self.admin_addr) && up(&self.http_addr) {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("usher exited with {status} at start:\n{}", self.log());
+                return Err(format!(
+                    "usher exited with {status} at start:\n{}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
+        Err(format!(
             "usher did not listen on {} in time:\n{}",
             self.addr,
             self.log()
-        );
+        ))
     }
 
     /// Everything the node logged so far.
