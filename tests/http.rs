@@ -278,3 +278,42 @@ async fn web_registration_checks_its_form_token_and_shares_the_address_limit() {
     let shown = node.show(&token);
     assert!(shown.contains("uses:     3/10"), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_registration_off_the_web_door_is_closed_too() {
+    let node = TestNode::start_with(&[
+        ("USHER_ALLOW_REGISTRATION", "false"),
+        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
+    ]);
+    let token = node.invite(&[]);
+    let (status, landing) = node.http_get(&format!("/invite/{token}"));
+    assert_eq!(status, 200, "{landing}");
+    assert!(!landing.contains("/register/"), "{landing}");
+
+    let form = http_exchange(
+        node.http_addr,
+        "GET",
+        &format!("/register/{token}"),
+        &[],
+        "",
+    );
+    assert_eq!(form.status, 403, "{}", form.body);
+    assert!(form.body.contains("not creating accounts"), "{}", form.body);
+    let posted = post_form(
+        &node,
+        &token,
+        &[],
+        &[
+            ("username", "closed"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("csrf", "x"),
+        ],
+    );
+    assert_eq!(posted.status, 403, "{}", posted.body);
+    assert!(matches!(
+        node.auth(Mech::Plain, "closed", PASSWORD).await,
+        Auth::Failure(_)
+    ));
+    assert!(node.show(&token).contains("uses:     0/1"));
+}

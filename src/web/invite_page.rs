@@ -102,7 +102,7 @@ pub async fn invite_page(
     let spec = &invite.spec;
     // The browser alternative, for invites that create or reset an account.
     let register = match spec.kind {
-        _ if !spec.registers() => None,
+        _ if !spec.registers() || !state.config.allow_registration => None,
         InviteKind::Reset => Some(text("invite.reset_web", &[])),
         _ => Some(text("invite.register_web", &[])),
     };

@@ -62,6 +62,10 @@ const EN: &[(&str, &str)] = &[
         "register.not_allowed",
         "This invite adds a contact but does not create an account. Open it in the app you already use.",
     ),
+    (
+        "register.disabled",
+        "This server is not creating accounts or setting passwords at the moment.",
+    ),
     ("title.registered", "Your account is ready"),
     (
         "registered.body",

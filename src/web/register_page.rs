@@ -141,6 +141,15 @@ pub async fn submit(
 /// otherwise the page to show instead.
 async fn registering_invite(state: &HttpState, token: &str) -> Result<Invite, Response> {
     let invite = active_invite(state, token).await?;
+    // The same switch that turns off in-band registration closes this door.
+    if !state.config.allow_registration {
+        return Err(message(
+            state,
+            StatusCode::FORBIDDEN,
+            "title.register",
+            "register.disabled",
+        ));
+    }
     if !invite.spec.registers() {
         return Err(message(
             state,
