@@ -152,6 +152,16 @@ fn form_tokens(reply: &HttpReply) -> (String, String) {
     (cookie, field)
 }
 
+fn get_form(node: &TestNode, token: &str) -> HttpReply {
+    http_exchange(
+        node.http_addr,
+        "GET",
+        &format!("/register/{token}"),
+        &[],
+        "",
+    )
+}
+
 fn post_form(
     node: &TestNode,
     token: &str,
@@ -181,13 +191,7 @@ async fn web_registration_checks_its_form_token_and_shares_the_address_limit() {
         ("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "3"),
     ]);
     let token = node.invite(&["--uses", "10"]);
-    let form = http_exchange(
-        node.http_addr,
-        "GET",
-        &format!("/register/{token}"),
-        &[],
-        "",
-    );
+    let form = get_form(&node, &token);
     assert_eq!(form.status, 200, "{}", form.body);
     let set_cookie = form.header("set-cookie").expect("cookie").to_owned();
     assert!(
@@ -290,13 +294,7 @@ async fn with_registration_off_the_web_door_is_closed_too() {
     assert_eq!(status, 200, "{landing}");
     assert!(!landing.contains("/register/"), "{landing}");
 
-    let form = http_exchange(
-        node.http_addr,
-        "GET",
-        &format!("/register/{token}"),
-        &[],
-        "",
-    );
+    let form = get_form(&node, &token);
     assert_eq!(form.status, 403, "{}", form.body);
     assert!(form.body.contains("not creating accounts"), "{}", form.body);
     let posted = post_form(
