@@ -12,7 +12,8 @@ pub const CONNECTIONS_TOTAL: &str = "usher_connections_accepted_total";
 pub const STANZAS_IN: &str = "usher_stanzas_in_total";
 pub const STANZAS_OUT: &str = "usher_stanzas_out_total";
 /// Label `outcome`: created, conflict, invalid_invite, forbidden, not_acceptable,
-/// rate_limited, unavailable, closed.
+/// rate_limited, unavailable, closed. Label `door`: ibr (in-band, XEP-0077)
+/// or web (the browser form).
 pub const REGISTRATIONS: &str = "usher_registrations_total";
 /// Label `outcome`: valid, invalid, unavailable.
 pub const PREAUTH: &str = "usher_preauth_total";
@@ -107,9 +108,9 @@ pub fn stanza_out() {
         .increment(1);
 }
 
-/// Counts a registration attempt's outcome.
-pub fn registration(outcome: &'static str) {
-    metrics::counter!(REGISTRATIONS, "outcome" => outcome).increment(1);
+/// Counts a registration attempt's outcome, by the door it came through.
+pub fn registration(outcome: &'static str, door: &'static str) {
+    metrics::counter!(REGISTRATIONS, "outcome" => outcome, "door" => door).increment(1);
 }
 
 pub fn rate_limit_hit(limit: &'static str) {

@@ -18,9 +18,9 @@ async fn health_and_ready_answer_on_a_running_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_clients_did() {
     let node = TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")]);
-    let created = r#"usher_registrations_total{outcome="created"}"#;
-    let conflict = r#"usher_registrations_total{outcome="conflict"}"#;
-    let refused = r#"usher_registrations_total{outcome="not_acceptable"}"#;
+    let created = r#"usher_registrations_total{outcome="created",door="ibr"}"#;
+    let conflict = r#"usher_registrations_total{outcome="conflict",door="ibr"}"#;
+    let refused = r#"usher_registrations_total{outcome="not_acceptable",door="ibr"}"#;
     let invalid = r#"usher_preauth_total{outcome="invalid"}"#;
     let valid = r#"usher_preauth_total{outcome="valid"}"#;
     let before: Vec<f64> = [created, conflict, refused, invalid, valid]
@@ -281,6 +281,17 @@ async fn web_registration_checks_its_form_token_and_shares_the_address_limit() {
     assert_iq_error(&reply, "wait", "resource-constraint", None);
     let shown = node.show(&token);
     assert!(shown.contains("uses:     3/10"), "{shown}");
+
+    // The outcomes, by door; forged posts never reached the registrar.
+    let counted = |outcome: &str, door: &str| {
+        node.metric(&format!(
+            r#"usher_registrations_total{{outcome="{outcome}",door="{door}"}}"#
+        ))
+    };
+    assert_eq!(counted("created", "web"), 2.0);
+    assert_eq!(counted("rate_limited", "web"), 1.0);
+    assert_eq!(counted("created", "ibr"), 1.0);
+    assert_eq!(counted("rate_limited", "ibr"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,7 +92,7 @@ impl Session {
 
     async fn register(&mut self, iq: &Element, query: &Element) {
         if query.has_child("remove", ns::REGISTER) {
-            crate::metrics::registration("not_authorized");
+            crate::metrics::registration("not_authorized", RedeemPath::Ibr.as_str());
             return self.reply_error(
                 iq,
                 StanzaError::new(ErrorType::Auth, "not-authorized")

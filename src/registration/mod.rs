@@ -124,11 +124,13 @@ pub struct Registrar {
 impl Registrar {
     /// Checks and performs one registration, and counts its outcome.
     pub async fn register(&self, request: Request<'_>) -> Result<Registered, RegistrationError> {
+        let door = request.path.as_str();
         let outcome = self.attempt(request).await;
-        crate::metrics::registration(match &outcome {
+        let label = match &outcome {
             Ok(_) => "created",
             Err(e) => e.outcome(),
-        });
+        };
+        crate::metrics::registration(label, door);
         outcome
     }
 

@@ -400,7 +400,7 @@ impl TestNode {
     }
 
     /// The value of one series on `/metrics`, e.g.
-    /// `usher_registrations_total{outcome="created"}`; 0 when absent (a
+    /// `usher_registrations_total{outcome="created",door="ibr"}`; 0 when absent (a
     /// counter nobody touched yet is not rendered).
     pub fn metric(&self, series: &str) -> f64 {
         let (status, body) = self.http_get("/metrics");
