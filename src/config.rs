@@ -276,6 +276,13 @@ pub struct LedgerConfig {
     /// longer log (disk, restart replay) for less CPU. openraft's default of
     /// 5000 doubled the CPU per registration with a million invites pending.
     pub snapshot_every: u64,
+    /// Silence from a shard's leader after which a follower starts an
+    /// election (a random time between this and twice this; heartbeats go
+    /// every quarter of it). Shorter fails over faster; peers far apart (a
+    /// round trip of a good fraction of it) need it longer. Every member
+    /// should use the same value.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -286,6 +293,7 @@ impl Default for LedgerConfig {
             reservation_lease: Duration::from_secs(30),
             janitor_interval: Duration::from_secs(2),
             snapshot_every: 50_000,
+            election_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -492,6 +500,14 @@ impl Config {
                 ));
             }
         }
+        if self.ledger.election_timeout < Duration::from_millis(200)
+            || self.ledger.election_timeout > Duration::from_secs(60)
+        {
+            return Err(invalid(
+                "ledger.election_timeout",
+                "must be between 200ms and 60s",
+            ));
+        }
         if self.ledger.snapshot_every < 100 {
             return Err(invalid("ledger.snapshot_every", "must be at least 100"));
         }
@@ -695,6 +711,13 @@ mod tests {
             jail.set_env("USHER_LEDGER__SNAPSHOT_EVERY", "10");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("ledger.snapshot_every"), "{e}");
+            jail.clear_env();
+            jail.set_env("USHER_LEDGER__ELECTION_TIMEOUT", "50ms");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("ledger.election_timeout"), "{e}");
+            jail.set_env("USHER_LEDGER__ELECTION_TIMEOUT", "3s");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.ledger.election_timeout, Duration::from_secs(3));
             jail.clear_env();
             jail.create_file("bad.toml", "domian = 'x'")?;
             let e = Config::load(Some(Path::new("bad.toml")))

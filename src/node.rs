@@ -110,6 +110,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         batching: config.ledger.batching,
         shards: config.ledger.shards,
         snapshot_every: config.ledger.snapshot_every,
+        election_timeout: config.ledger.election_timeout,
     };
     let directory = Arc::new(SessionDirectory::default());
     let (peer_stop_tx, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -53,6 +53,8 @@ pub struct LedgerOptions {
     pub shards: u32,
     /// Raft entries between snapshots (`ledger.snapshot_every`).
     pub snapshot_every: u64,
+    /// `ledger.election_timeout`.
+    pub election_timeout: Duration,
 }
 
 impl Default for LedgerOptions {
@@ -62,6 +64,7 @@ impl Default for LedgerOptions {
             batching: config.batching,
             shards: config.shards,
             snapshot_every: config.snapshot_every,
+            election_timeout: config.election_timeout,
         }
     }
 }
@@ -164,11 +167,12 @@ impl LedgerHandle {
             let log = LogStore::new(db.clone());
             let sm = StateMachine::open(db).map_err(|e| fail("loading the snapshot", &e))?;
             let state = sm.state.clone();
+            let election_ms = options.election_timeout.as_millis() as u64;
             let config = openraft::Config {
                 cluster_name: format!("usher-ledger-{index}"),
-                heartbeat_interval: 250,
-                election_timeout_min: 1000,
-                election_timeout_max: 2000,
+                heartbeat_interval: election_ms / 4,
+                election_timeout_min: election_ms,
+                election_timeout_max: election_ms * 2,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
                 ..Default::default()
             }
