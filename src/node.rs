@@ -106,12 +106,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let store: Arc<dyn AccountStore> = Arc::new(MeteredStore(store));
     let _ = readiness.store.set(store.clone());
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let options = LedgerOptions {
-        batching: config.ledger.batching,
-        shards: config.ledger.shards,
-        snapshot_every: config.ledger.snapshot_every,
-        election_timeout: config.ledger.election_timeout,
-    };
+    let options = LedgerOptions::from(&config.ledger);
     let directory = Arc::new(SessionDirectory::default());
     let (peer_stop_tx, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ledger, peers) = if config.cluster.enabled() {

@@ -57,15 +57,20 @@ pub struct LedgerOptions {
     pub election_timeout: Duration,
 }
 
-impl Default for LedgerOptions {
-    fn default() -> Self {
-        let config = crate::config::LedgerConfig::default();
+impl From<&crate::config::LedgerConfig> for LedgerOptions {
+    fn from(config: &crate::config::LedgerConfig) -> Self {
         LedgerOptions {
             batching: config.batching,
             shards: config.shards,
             snapshot_every: config.snapshot_every,
             election_timeout: config.election_timeout,
         }
+    }
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        Self::from(&crate::config::LedgerConfig::default())
     }
 }
 

@@ -76,6 +76,7 @@ impl TestNode {
     }
 
     /// A node with extra `USHER_*` settings (they override the test defaults).
+    ///
     /// A port taken by someone else between `free_port` and usher's bind
     /// gets the node fresh ports and another start, a few times.
     pub fn start_with(env: &[(&str, &str)]) -> TestNode {
