@@ -12,8 +12,6 @@ use crate::accounts::embedded::EmbeddedStore;
 use crate::accounts::metered::MeteredStore;
 use crate::accounts::{AccountStore, StoreError};
 use crate::blocking_pool::CpuPool;
-use crate::c2s::directory::SessionDirectory;
-use crate::c2s::rate_limit::RegistrationLimiter;
 use crate::c2s::tls::TlsError;
 use crate::c2s::{listener, C2sShared};
 use crate::config::Config;
@@ -21,6 +19,8 @@ use crate::ledger::{LedgerError, LedgerHandle, LedgerOptions};
 use crate::peer::cluster::PeerFanout;
 use crate::peer::{PeerClients, ShardNetwork};
 use crate::registration::Registrar;
+use crate::registration::RegistrationLimiter;
+use crate::sessions::SessionDirectory;
 use crate::web::{HttpState, Readiness};
 
 /// How long open streams get to close after a shutdown signal.
@@ -117,7 +117,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         (LedgerHandle::open_single(&data_dir, options).await?, None)
     };
     let _ = readiness.ledger.set(ledger.clone());
-    let janitor = crate::ledger::spawn_janitor(
+    let janitor = crate::registration::janitor::spawn_janitor(
         ledger.clone(),
         store.clone(),
         config.ledger.janitor_interval,
@@ -169,7 +169,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             advertise: config.cluster.advertised(),
             replication: config.cluster.replication,
         });
-    let invite_admin = crate::admin::invites::InviteAdmin {
+    let invite_admin = crate::issuing::Issuer {
         ledger: ledger.clone(),
         store: store.clone(),
         config: config.clone(),

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use tokio::sync::RwLock;
 
+use usher::clock::now_millis;
 use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Token};
-use usher::ledger::{now_millis, shard_of, LedgerHandle, LedgerOptions};
+use usher::ledger::{shard_of, LedgerHandle, LedgerOptions};
 use usher::peer::proto::{ProposeRequest, StatusRequest};
 use usher::peer::PeerClients;
 

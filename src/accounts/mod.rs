@@ -95,10 +95,3 @@ pub trait AccountStore: Send + Sync + 'static {
         Ok(())
     }
 }
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}

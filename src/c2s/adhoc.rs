@@ -4,8 +4,8 @@
 
 use super::iq::iq_result;
 use super::session::Session;
-use crate::admin::invites::{AdminError, InviteAdmin, InviteView, NewInvite};
 use crate::invites::InviteKind;
+use crate::issuing::{InviteView, IssueError, Issuer, NewInvite};
 use crate::xmpp::dataform::{DataForm, Field};
 use crate::xmpp::errors::{ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
@@ -18,8 +18,8 @@ const NOT_PERMITTED: &str = "You don't have permission to execute this command";
 
 impl Session {
     /// The invite operations, shared with the admin API.
-    fn invite_admin(&self) -> InviteAdmin {
-        InviteAdmin {
+    fn invite_admin(&self) -> Issuer {
+        Issuer {
             ledger: self.shared.ledger.clone(),
             store: self.shared.store.clone(),
             config: self.shared.config.clone(),
@@ -114,14 +114,14 @@ impl Session {
                 let done = completed(&node, &session_id, &view);
                 self.send(&iq_result(iq).with_child(done));
             }
-            Err(AdminError::InvalidArgument(_)) => self.reply_error(
+            Err(IssueError::InvalidArgument(_)) => self.reply_error(
                 iq,
                 StanzaError::not_acceptable("The requested username is invalid."),
             ),
-            Err(AdminError::ResourceExhausted(why)) => {
+            Err(IssueError::ResourceExhausted(why)) => {
                 self.command_refused(iq, &node, &session_id, "resource-constraint", &why)
             }
-            Err(AdminError::Conflict(_)) => self.reply_error(
+            Err(IssueError::Conflict(_)) => self.reply_error(
                 iq,
                 StanzaError::new(ErrorType::Cancel, "conflict")
                     .with_text("The requested username already exists."),

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use super::io::{Outbox, Pump};
 use super::session::Session;
 use super::C2sShared;
+use crate::sessions::Deliver;
 
 pub struct C2sConnection {
     /// Taken out while an async step runs; `AtomicResponse` keeps every other
@@ -27,11 +28,6 @@ impl Actor for C2sConnection {
         }
     }
 }
-
-/// A stanza for this stream from elsewhere on the node (roster push, presence).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver(pub crate::xmpp::Element);
 
 impl Handler<Deliver> for C2sConnection {
     type Result = ();

@@ -3,8 +3,8 @@
 
 use super::iq::iq_result;
 use super::session::Session;
+use crate::clock::now_millis;
 use crate::invites::Token;
-use crate::ledger::now_millis;
 use crate::registration::ProvenInvite;
 use crate::xmpp::errors::{ErrorType, StanzaError};
 use crate::xmpp::Element;

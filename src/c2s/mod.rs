@@ -4,15 +4,13 @@
 mod adhoc;
 mod auth;
 pub mod connection;
-pub mod directory;
 mod invite;
 pub mod io;
 mod iq;
 pub mod listener;
 mod presence;
-pub mod rate_limit;
 mod register;
-pub(crate) mod roster;
+mod roster;
 pub mod session;
 pub mod tls;
 
@@ -39,7 +37,7 @@ pub struct C2sShared {
     /// Open connections, for `limits.max_connections`.
     pub connections: Arc<AtomicUsize>,
     /// Bound sessions on this node.
-    pub directory: Arc<directory::SessionDirectory>,
+    pub directory: Arc<crate::sessions::SessionDirectory>,
 }
 
 impl C2sShared {

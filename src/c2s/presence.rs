@@ -4,8 +4,8 @@
 
 use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
+use crate::clock::now_millis;
 use crate::invites::{Command, InviteKind, Outcome, Purpose, Token};
-use crate::ledger::now_millis;
 use crate::xmpp::errors::{ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::{ns, Element};

@@ -4,36 +4,10 @@
 use super::iq::iq_result;
 use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
+use crate::sessions::{roster_item_element, roster_push};
 use crate::xmpp::errors::{ErrorType, StanzaError};
 use crate::xmpp::jid::{normalize_domain, split_jid, Username};
 use crate::xmpp::{ns, Element};
-
-fn item_element(item: &RosterItem) -> Element {
-    let mut el = Element::new("item", ns::ROSTER)
-        .with_attr("jid", item.jid.clone())
-        .with_attr("subscription", item.subscription.as_str())
-        .with_opt_attr("name", item.name.as_deref());
-    if item.ask {
-        el.set_attr("ask", "subscribe");
-    }
-    for g in &item.groups {
-        el.push_child(Element::new("group", ns::ROSTER).with_text(g.clone()));
-    }
-    el
-}
-
-/// The roster push (RFC 6121 2.1.6) announcing `item`, for any of the user's
-/// sessions.
-pub(crate) fn roster_push(item: &RosterItem) -> Element {
-    push_of(item_element(item))
-}
-
-fn push_of(item: Element) -> Element {
-    Element::new("iq", ns::CLIENT)
-        .with_attr("type", "set")
-        .with_attr("id", format!("push-{}", crate::secrets::random_id(6)))
-        .with_child(Element::new("query", ns::ROSTER).with_child(item))
-}
 
 impl Session {
     pub(super) fn bare_jid(&self, user: &Username) -> String {
@@ -74,13 +48,13 @@ impl Session {
             .put_roster_item(user, item.clone())
             .await?;
         if item.is_visible() {
-            self.push(user, item_element(&item));
+            self.push(user, roster_item_element(&item));
         }
         Ok(())
     }
 
     pub(super) fn push(&mut self, user: &Username, item: Element) {
-        let push = push_of(item);
+        let push = roster_push(item);
         let own = self.user.as_ref() == Some(user);
         self.shared.directory.deliver_except(
             user,
@@ -105,7 +79,7 @@ impl Session {
                 Ok(items) => {
                     let mut q = Element::new("query", ns::ROSTER);
                     for item in items.iter().filter(|i| i.is_visible()) {
-                        q.push_child(item_element(item));
+                        q.push_child(roster_item_element(item));
                     }
                     self.send(&iq_result(iq).with_child(q));
                 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use actix::Recipient;
 
 use super::auth::SaslState;
-use super::connection::Deliver;
 use super::io::{IoCommand, Outbox};
 use super::C2sShared;
+use crate::sessions::Deliver;
 use crate::xmpp::errors::{ErrorType, StanzaError, StreamError};
 use crate::xmpp::jid::{normalize_domain, Username};
 use crate::xmpp::reader::{ReadError, StreamEvent, StreamHeader, StreamReader};

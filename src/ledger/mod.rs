@@ -4,7 +4,6 @@
 //! shard as their only voter; in a cluster a node forwards what it cannot
 //! decide to the shard's leader (see `Remote`).
 
-mod janitor;
 pub mod membership;
 mod network;
 mod routing;
@@ -28,7 +27,6 @@ use shard::{LedgerShard, Propose};
 use store::{LogStore, SmState, StateMachine};
 use types::{LedgerRaft, LogId, NodeId, Raft};
 
-pub use janitor::spawn_janitor;
 pub use network::NoPeers;
 pub use routing::{shard_of, shard_of_name};
 
@@ -503,17 +501,10 @@ fn check_shard_count(dir: &Path, shards: u32) -> Result<(), LedgerError> {
     }
 }
 
-/// Milliseconds since the Unix epoch, for stamping commands.
-pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now_millis;
     use crate::invites::{InviteKind, InviteSpec, Purpose, Token};
 
     fn spec(max_uses: u32) -> InviteSpec {

@@ -45,7 +45,7 @@ impl LedgerShard {
         let write = async move {
             let started = std::time::Instant::now();
             let batch = Batch {
-                at: super::now_millis(),
+                at: crate::clock::now_millis(),
                 commands,
             };
             let result = raft.client_write(batch).await;

@@ -9,11 +9,11 @@ use tonic::{Request, Response, Status};
 use super::proto::peer_server::{Peer, PeerServer};
 use super::proto::{self, RaftKind};
 use super::PeerClients;
-use crate::c2s::directory::SessionDirectory;
 use crate::invites::Command;
 use crate::ledger::membership::Change;
 use crate::ledger::types::{LedgerRaft, NodeId};
 use crate::ledger::{LedgerError, LedgerHandle};
+use crate::sessions::SessionDirectory;
 use crate::xmpp::jid::Username;
 use crate::xmpp::reader::{parse_stanza, ReaderLimits};
 
@@ -231,7 +231,7 @@ pub async fn serve(
     secret: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let check = crate::admin::token::bearer_check(secret, "a valid cluster secret is required");
+    let check = crate::bearer::Check::new(secret, "a valid cluster secret is required");
     // Snapshots of a large ledger travel in one message.
     let server = tonic::service::interceptor::InterceptedService::new(
         PeerServer::new(service)

@@ -6,21 +6,24 @@
 //! Callers turn `RegistrationError` into their own reply: a stanza error or a
 //! message on the form.
 
+pub mod janitor;
 mod pairing;
+mod rate_limit;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::accounts::{now_unix, Account, AccountStore, CreateOutcome, Credentials};
+use crate::accounts::{Account, AccountStore, CreateOutcome, Credentials};
 use crate::blocking_pool::{CpuPool, PoolError};
-use crate::c2s::directory::SessionDirectory;
-use crate::c2s::rate_limit::RegistrationLimiter;
+use crate::clock::{now_millis, now_unix};
 use crate::config::Config;
 use crate::invites::{
     Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Rejection, Token,
 };
-use crate::ledger::{now_millis, LedgerHandle};
+use crate::ledger::LedgerHandle;
+use crate::sessions::SessionDirectory;
 use crate::xmpp::jid::{prepare_password, Username};
+pub use rate_limit::RegistrationLimiter;
 
 /// An invite the person proved to hold, and when: on a stream, the XEP-0445
 /// preauth; on the web, the form's submission.

@@ -4,7 +4,7 @@
 
 use super::Registrar;
 use crate::accounts::{RosterItem, StoreError};
-use crate::c2s::roster::roster_push;
+use crate::sessions::{roster_item_element, roster_push};
 use crate::xmpp::jid::Username;
 
 impl Registrar {
@@ -21,8 +21,12 @@ impl Registrar {
         self.store.put_roster_item(inviter, theirs.clone()).await?;
         // The new account has no session yet; only the inviter's are told.
         if theirs.is_visible() {
-            self.directory
-                .deliver_except(inviter, domain, &roster_push(&theirs), None);
+            self.directory.deliver_except(
+                inviter,
+                domain,
+                &roster_push(roster_item_element(&theirs)),
+                None,
+            );
         }
         let mut mine = self.item(user, &format!("{inviter}@{domain}")).await?;
         mine.sent_subscribed();

@@ -17,9 +17,9 @@ use super::invite_page::{active_invite, lead};
 use super::messages::text;
 use super::render::{message, page};
 use super::{apps, csrf, HttpState};
+use crate::clock::now_millis;
 use crate::invites::model::Invite;
 use crate::invites::{InviteKind, RedeemPath};
-use crate::ledger::now_millis;
 use crate::registration::{ProvenInvite, RegistrationError, Request};
 
 /// The submitted form; missing fields are empty, and answered as such.

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use actix::Recipient;
 
-use super::connection::Deliver;
+use super::Deliver;
 use crate::xmpp::jid::Username;
 use crate::xmpp::Element;
 

@@ -7,9 +7,9 @@ use crate::invites::Origin;
 use crate::invites::{Millis, Rejection};
 use crate::xmpp::jid::Username;
 
-use super::invites::{AdminError, InviteAdmin};
+use super::{IssueError, Issuer};
 
-impl InviteAdmin {
+impl Issuer {
     /// Whether `user` administers this server: listed in `admins`, or holding
     /// the `admin` role.
     pub async fn is_admin(&self, user: &Username) -> bool {
@@ -57,7 +57,7 @@ impl InviteAdmin {
 
     /// Where `user` came from: the newest origin any shard records (a name
     /// deleted and registered again has an older one elsewhere).
-    pub async fn origin_of(&self, user: &Username) -> Result<Option<Origin>, AdminError> {
+    pub async fn origin_of(&self, user: &Username) -> Result<Option<Origin>, IssueError> {
         let name = user.as_str();
         let found = self.ledger.read_all(|l| l.origin(name).cloned()).await?;
         Ok(found.into_iter().flatten().max_by_key(|o| o.registered_at))
@@ -66,7 +66,7 @@ impl InviteAdmin {
     /// The shard a user's invites are minted into: that of their invite tree,
     /// or one of their own if they came by no invite. Quota, tree size and
     /// chain checks then all see the whole picture in one place.
-    pub async fn mint_shard(&self, user: &Username) -> Result<u32, AdminError> {
+    pub async fn mint_shard(&self, user: &Username) -> Result<u32, IssueError> {
         let shards = self.ledger.shard_count();
         Ok(match self.origin_of(user).await? {
             Some(origin) => crate::ledger::shard_of(&origin.tree, shards),
@@ -80,7 +80,7 @@ impl InviteAdmin {
         user: &Username,
         limits: &MintLimits,
         why: Rejection,
-    ) -> AdminError {
+    ) -> IssueError {
         let message = match why {
             Rejection::QuotaExceeded => format!(
                 "{user} already has {} usable invites, the most allowed; revoke one or wait \
@@ -106,8 +106,8 @@ impl InviteAdmin {
                     humantime::format_rfc3339_seconds(when)
                 )
             }
-            other => return AdminError::FailedPrecondition(other.to_string()),
+            other => return IssueError::FailedPrecondition(other.to_string()),
         };
-        AdminError::ResourceExhausted(message)
+        IssueError::ResourceExhausted(message)
     }
 }

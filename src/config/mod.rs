@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::xmpp::jid::normalize_domain;
 use crate::xmpp::sasl::HashAlg;
 
+pub mod web_apps;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -60,7 +62,7 @@ pub struct Config {
     pub web_base_url: Option<String>,
     /// Clients recommended on invite pages: `[[web_apps]] name, platforms
     /// (android, ios, macos, windows, linux), url`; unset: a built-in list.
-    pub web_apps: Vec<crate::web::apps::App>,
+    pub web_apps: Vec<web_apps::App>,
     /// Bare JIDs of administrators (besides accounts holding the `admin` role).
     pub admins: Vec<String>,
     /// Whether any local user may create contact invites that also allow registration.
@@ -358,7 +360,7 @@ impl Default for Config {
             reset_invite_expiry: Duration::from_secs(24 * 3600),
             web_base_url: None,
             http_trust_forwarded_for: false,
-            web_apps: crate::web::apps::defaults(),
+            web_apps: web_apps::defaults(),
             admins: Vec::new(),
             allow_user_invites: false,
             max_invites_per_user: 10,

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{now_millis, LedgerHandle};
 use crate::accounts::AccountStore;
+use crate::clock::now_millis;
 use crate::invites::{Command, Outcome, Purpose};
+use crate::ledger::LedgerHandle;
 use crate::xmpp::jid::Username;
 
 /// Expired invites are kept this long (for listing) before they are forgotten.

@@ -1,12 +1,12 @@
 //! Who invited whom, and what happened to each invite: the audit trail and
 //! account origins as administrators read them.
 
+use crate::clock::now_millis;
 use crate::invites::model::InviteStatus;
 use crate::invites::{EventFilter, EventKind, InviteEvent, Millis, Origin, Token};
-use crate::ledger::now_millis;
 use crate::xmpp::jid::Username;
 
-use super::invites::{AdminError, InviteAdmin};
+use super::{IssueError, Issuer};
 
 /// An event as shown to administrators: a trail event, or the expiry of an
 /// invite, which happens by the clock and so is not in the trail.
@@ -54,7 +54,7 @@ pub struct OriginView {
     pub minting_blocked_until: Option<Millis>,
 }
 
-impl InviteAdmin {
+impl Issuer {
     /// One page of events, oldest first. `page_token` is where the previous
     /// page stopped (empty: the start); the next one is returned if there is
     /// more. With a token filter the last page ends with the invite's expiry
@@ -64,7 +64,7 @@ impl InviteAdmin {
         filter: EventFilter,
         page_token: &str,
         limit: usize,
-    ) -> Result<(Vec<HistoryEntry>, Option<String>), AdminError> {
+    ) -> Result<(Vec<HistoryEntry>, Option<String>), IssueError> {
         let shards = self.ledger.shard_count() as usize;
         let mut from = parse_page_token(page_token, shards)?;
         let now = now_millis();
@@ -123,9 +123,9 @@ impl InviteAdmin {
     }
 
     /// Where `user` came from and what they may mint now.
-    pub async fn origin(&self, user: &Username) -> Result<OriginView, AdminError> {
+    pub async fn origin(&self, user: &Username) -> Result<OriginView, IssueError> {
         if self.account_missing(user).await? {
-            return Err(AdminError::FailedPrecondition(format!(
+            return Err(IssueError::FailedPrecondition(format!(
                 "no account '{user}'"
             )));
         }
@@ -165,7 +165,7 @@ impl InviteAdmin {
 }
 
 /// Per shard, the first sequence number not yet shown.
-fn parse_page_token(token: &str, shards: usize) -> Result<Vec<u64>, AdminError> {
+fn parse_page_token(token: &str, shards: usize) -> Result<Vec<u64>, IssueError> {
     if token.is_empty() {
         return Ok(vec![0; shards]);
     }
@@ -173,9 +173,9 @@ fn parse_page_token(token: &str, shards: usize) -> Result<Vec<u64>, AdminError> 
         .split(',')
         .map(|p| p.parse())
         .collect::<Result<_, _>>()
-        .map_err(|_| AdminError::InvalidArgument("malformed page token".into()))?;
+        .map_err(|_| IssueError::InvalidArgument("malformed page token".into()))?;
     if from.len() != shards {
-        return Err(AdminError::InvalidArgument("malformed page token".into()));
+        return Err(IssueError::InvalidArgument("malformed page token".into()));
     }
     Ok(from)
 }
@@ -183,12 +183,12 @@ fn parse_page_token(token: &str, shards: usize) -> Result<Vec<u64>, AdminError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::invites::{test_admin, NewInvite};
+    use crate::issuing::{test_issuer, NewInvite};
 
     #[actix_rt::test]
     async fn event_pages_across_shards_are_complete_ordered_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let (admin, ledger) = test_admin(dir.path()).await;
+        let (admin, ledger) = test_issuer(dir.path()).await;
         for _ in 0..9 {
             admin.create(NewInvite::default()).await.unwrap();
         }
@@ -213,7 +213,7 @@ mod tests {
         assert!(paged.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
         assert!(matches!(
             admin.events(EventFilter::default(), "1,2", 2).await,
-            Err(AdminError::InvalidArgument(_))
+            Err(IssueError::InvalidArgument(_))
         ));
         ledger.shutdown().await;
     }

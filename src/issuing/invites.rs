@@ -6,18 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accounts::AccountStore;
+use crate::clock::now_millis;
 use crate::config::Config;
 use crate::invites::model::InviteStatus;
 use crate::invites::uri::{invite_uri, landing_url};
 use crate::invites::{Command, Invite, InviteKind, InviteSpec, Outcome, Rejection, Token};
-use crate::ledger::{now_millis, LedgerError, LedgerHandle};
+use crate::ledger::{LedgerError, LedgerHandle};
 use crate::xmpp::jid::Username;
 
 /// Longest invite lifetime accepted.
 const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub enum IssueError {
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
@@ -69,17 +70,17 @@ pub struct ListFilter {
 }
 
 #[derive(Clone)]
-pub struct InviteAdmin {
+pub struct Issuer {
     pub ledger: LedgerHandle,
     pub store: Arc<dyn AccountStore>,
     pub config: Arc<Config>,
 }
 
-fn invalid(msg: impl Into<String>) -> AdminError {
-    AdminError::InvalidArgument(msg.into())
+fn invalid(msg: impl Into<String>) -> IssueError {
+    IssueError::InvalidArgument(msg.into())
 }
 
-fn labels(what: &str, values: Vec<String>) -> Result<Vec<String>, AdminError> {
+fn labels(what: &str, values: Vec<String>) -> Result<Vec<String>, IssueError> {
     for v in &values {
         if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
             return Err(invalid(format!(
@@ -90,8 +91,8 @@ fn labels(what: &str, values: Vec<String>) -> Result<Vec<String>, AdminError> {
     Ok(values)
 }
 
-impl InviteAdmin {
-    pub async fn create(&self, req: NewInvite) -> Result<InviteView, AdminError> {
+impl Issuer {
+    pub async fn create(&self, req: NewInvite) -> Result<InviteView, IssueError> {
         let kind = req.kind.unwrap_or(InviteKind::Account);
         let username = match req.username.as_deref().filter(|u| !u.is_empty()) {
             Some(u) => {
@@ -110,7 +111,7 @@ impl InviteAdmin {
                 let user =
                     Username::parse(u).map_err(|e| invalid(format!("as_user '{u}': {e}")))?;
                 if self.account_missing(&user).await? {
-                    return Err(AdminError::FailedPrecondition(format!(
+                    return Err(IssueError::FailedPrecondition(format!(
                         "no account '{user}'"
                     )));
                 }
@@ -137,7 +138,7 @@ impl InviteAdmin {
                     return Err(invalid("a reset invite needs the username to reset"));
                 };
                 if self.account_missing(user).await? {
-                    return Err(AdminError::FailedPrecondition(format!(
+                    return Err(IssueError::FailedPrecondition(format!(
                         "no account '{user}'"
                     )));
                 }
@@ -147,7 +148,7 @@ impl InviteAdmin {
                     return Err(invalid("a contact invite needs an inviter"));
                 };
                 if self.account_missing(user).await? {
-                    return Err(AdminError::FailedPrecondition(format!(
+                    return Err(IssueError::FailedPrecondition(format!(
                         "no account '{user}'"
                     )));
                 }
@@ -161,7 +162,7 @@ impl InviteAdmin {
                 }
                 if let Some(user) = &username {
                     if !self.account_missing(user).await? {
-                        return Err(AdminError::Conflict(format!(
+                        return Err(IssueError::Conflict(format!(
                             "the username '{user}' is taken"
                         )));
                     }
@@ -220,11 +221,11 @@ impl InviteAdmin {
                     tracing::info!(user = %user, reason = %r, "invite refused by a minting limit");
                     return Err(self.limit_error(user, limits, r).await);
                 }
-                return Err(AdminError::FailedPrecondition(r.to_string()));
+                return Err(IssueError::FailedPrecondition(r.to_string()));
             }
-            Outcome::Rejected(r) => return Err(AdminError::FailedPrecondition(r.to_string())),
+            Outcome::Rejected(r) => return Err(IssueError::FailedPrecondition(r.to_string())),
             other => {
-                return Err(AdminError::FailedPrecondition(format!(
+                return Err(IssueError::FailedPrecondition(format!(
                     "unexpected: {other:?}"
                 )))
             }
@@ -233,20 +234,20 @@ impl InviteAdmin {
         self.get(&token).await
     }
 
-    pub(super) async fn account_missing(&self, user: &Username) -> Result<bool, AdminError> {
+    pub(super) async fn account_missing(&self, user: &Username) -> Result<bool, IssueError> {
         self.store
             .get(user)
             .await
             .map(|a| a.is_none())
-            .map_err(|e| AdminError::Storage(e.to_string()))
+            .map_err(|e| IssueError::Storage(e.to_string()))
     }
 
-    pub async fn get(&self, token: &Token) -> Result<InviteView, AdminError> {
+    pub async fn get(&self, token: &Token) -> Result<InviteView, IssueError> {
         let invite = self.ledger.read(token, |l| l.get(token).cloned()).await?;
-        invite.map(|i| self.view(i)).ok_or(AdminError::NotFound)
+        invite.map(|i| self.view(i)).ok_or(IssueError::NotFound)
     }
 
-    pub async fn revoke(&self, token: &Token) -> Result<InviteView, AdminError> {
+    pub async fn revoke(&self, token: &Token) -> Result<InviteView, IssueError> {
         match self
             .ledger
             .propose(Command::Revoke {
@@ -258,8 +259,8 @@ impl InviteAdmin {
                 tracing::info!(invite = %token.redacted(), "invite revoked");
                 self.get(token).await
             }
-            Outcome::Rejected(Rejection::UnknownToken) => Err(AdminError::NotFound),
-            other => Err(AdminError::FailedPrecondition(format!(
+            Outcome::Rejected(Rejection::UnknownToken) => Err(IssueError::NotFound),
+            other => Err(IssueError::FailedPrecondition(format!(
                 "unexpected: {other:?}"
             ))),
         }
@@ -271,7 +272,7 @@ impl InviteAdmin {
         filter: &ListFilter,
         page_size: usize,
         after: Option<&str>,
-    ) -> Result<(Vec<InviteView>, Option<String>), AdminError> {
+    ) -> Result<(Vec<InviteView>, Option<String>), IssueError> {
         let now = now_millis();
         let cursor = match after.filter(|c| !c.is_empty()) {
             Some(c) => Some(parse_cursor(c)?),
@@ -334,7 +335,7 @@ fn order_key(i: &Invite) -> (u64, String) {
     (i.spec.created_at, i.spec.token.as_str().to_owned())
 }
 
-fn parse_cursor(c: &str) -> Result<(u64, String), AdminError> {
+fn parse_cursor(c: &str) -> Result<(u64, String), IssueError> {
     let (at, token) = c
         .split_once('.')
         .ok_or_else(|| invalid("malformed page token"))?;
@@ -345,7 +346,7 @@ fn parse_cursor(c: &str) -> Result<(u64, String), AdminError> {
 /// An admin core over a single-node, four-shard ledger and an embedded store
 /// in `dir`, for the admin modules' tests.
 #[cfg(test)]
-pub(super) async fn test_admin(dir: &std::path::Path) -> (InviteAdmin, LedgerHandle) {
+pub(crate) async fn test_issuer(dir: &std::path::Path) -> (Issuer, LedgerHandle) {
     let options = crate::ledger::LedgerOptions {
         batching: true,
         shards: 4,
@@ -353,7 +354,7 @@ pub(super) async fn test_admin(dir: &std::path::Path) -> (InviteAdmin, LedgerHan
     };
     let ledger = LedgerHandle::open_single(dir, options).await.unwrap();
     let store = crate::accounts::embedded::EmbeddedStore::open(&dir.join("a.redb")).unwrap();
-    let admin = InviteAdmin {
+    let admin = Issuer {
         ledger: ledger.clone(),
         store: Arc::new(store),
         config: Arc::new(Config::default()),
@@ -368,7 +369,7 @@ mod tests {
     #[actix_rt::test]
     async fn pages_newest_first_without_gaps_or_repeats() {
         let dir = tempfile::tempdir().unwrap();
-        let (admin, ledger) = test_admin(dir.path()).await;
+        let (admin, ledger) = test_issuer(dir.path()).await;
         let mut made = Vec::new();
         for _ in 0..5 {
             made.push(
@@ -418,7 +419,7 @@ mod tests {
         assert_eq!(seen, expected);
         assert!(matches!(
             admin.list(&filter, 2, Some("garbage")).await,
-            Err(AdminError::InvalidArgument(_))
+            Err(IssueError::InvalidArgument(_))
         ));
         ledger.shutdown().await;
     }
