@@ -268,7 +268,7 @@ async fn start_cluster(
         ledger: ledger.clone(),
         clients: clients.clone(),
         directory: directory.clone(),
-        domain: config.domain.clone(),
+        domain: config.domain.to_string(),
         advertise: c.advertised(),
         replication: c.replication,
         limits: crate::xmpp::reader::ReaderLimits {

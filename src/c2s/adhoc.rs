@@ -7,7 +7,7 @@ use super::session::Session;
 use crate::invites::InviteKind;
 use crate::issuing::{InviteView, IssueError, Issuer, NewInvite};
 use crate::xmpp::dataform::{DataForm, Field};
-use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::{ns, Element};
 
@@ -65,7 +65,10 @@ impl Session {
         };
         let node = command.attr("node").unwrap_or_default().to_owned();
         if node != CREATE_ACCOUNT && node != INVITE {
-            return self.reply_error(iq, StanzaError::new(ErrorType::Cancel, "item-not-found"));
+            return self.reply_error(
+                iq,
+                StanzaError::new(ErrorType::Cancel, Condition::ItemNotFound),
+            );
         }
         let session_id = command
             .attr("sessionid")
@@ -119,11 +122,11 @@ impl Session {
                 StanzaError::not_acceptable("The requested username is invalid."),
             ),
             Err(IssueError::ResourceExhausted(why)) => {
-                self.command_refused(iq, &node, &session_id, "resource-constraint", &why)
+                self.command_refused(iq, &node, &session_id, Condition::ResourceConstraint, &why)
             }
             Err(IssueError::Conflict(_)) => self.reply_error(
                 iq,
-                StanzaError::new(ErrorType::Cancel, "conflict")
+                StanzaError::new(ErrorType::Cancel, Condition::Conflict)
                     .with_text("The requested username already exists."),
             ),
             Err(e) => {
@@ -134,7 +137,7 @@ impl Session {
     }
 
     fn command_forbidden(&mut self, iq: &Element, node: &str, session_id: &str) {
-        self.command_refused(iq, node, session_id, "forbidden", NOT_PERMITTED);
+        self.command_refused(iq, node, session_id, Condition::Forbidden, NOT_PERMITTED);
     }
 
     /// An IQ error carrying the canceled command with an error note, so the
@@ -144,7 +147,7 @@ impl Session {
         iq: &Element,
         node: &str,
         session_id: &str,
-        condition: &'static str,
+        condition: Condition,
         text: &str,
     ) {
         let canceled = Element::new("command", ns::COMMANDS)
@@ -157,7 +160,7 @@ impl Session {
                     .with_text(text),
             );
         let kind = match condition {
-            "forbidden" => ErrorType::Auth,
+            Condition::Forbidden => ErrorType::Auth,
             _ => ErrorType::Wait,
         };
         let error = StanzaError::new(kind, condition).with_text(text);

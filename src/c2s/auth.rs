@@ -3,7 +3,7 @@
 
 use super::session::Session;
 use crate::accounts::Credentials;
-use crate::xmpp::errors::StreamError;
+use crate::xmpp::errors::{StreamCondition, StreamError};
 use crate::xmpp::jid::{prepare_password, Username};
 use crate::xmpp::sasl::scram::{decoy_keys, parse_client_first, ScramExchange};
 use crate::xmpp::sasl::{self, plain, HashAlg, Mechanism, SaslError};
@@ -32,7 +32,8 @@ impl Session {
     pub(super) async fn on_sasl(&mut self, el: Element) {
         if self.user.is_some() {
             return self.stream_error(
-                StreamError::new("policy-violation").with_text("Already authenticated"),
+                StreamError::new(StreamCondition::PolicyViolation)
+                    .with_text("Already authenticated"),
             );
         }
         match el.name() {
@@ -101,7 +102,7 @@ impl Session {
             if self.auth_failures >= self.shared.config.limits.max_auth_failures {
                 crate::metrics::rate_limit_hit("sasl_failures");
                 self.stream_error(
-                    StreamError::new("policy-violation")
+                    StreamError::new(StreamCondition::PolicyViolation)
                         .with_text("Too many failed authentication attempts"),
                 );
             }
@@ -131,12 +132,12 @@ impl Session {
     /// Whether the stream offers this mechanism: SCRAM only for the hashes in
     /// `scram_hashes`, PLAIN always.
     pub(super) fn offers(&self, mech: Mechanism) -> bool {
-        scram_alg(mech).is_none_or(|alg| self.shared.config.scram_algs().contains(&alg))
+        scram_alg(mech).is_none_or(|alg| self.shared.config.scram_hashes.contains(&alg))
     }
 
     /// The hash PLAIN checks passwords with: SHA-256 when configured.
     fn plain_hash(&self) -> HashAlg {
-        let algs = self.shared.config.scram_algs();
+        let algs = &self.shared.config.scram_hashes;
         if algs.contains(&HashAlg::Sha256) || algs.is_empty() {
             HashAlg::Sha256
         } else {

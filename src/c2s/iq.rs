@@ -2,8 +2,8 @@
 //! session, ping and service discovery.
 
 use super::session::Session;
-use crate::xmpp::errors::{ErrorType, StanzaError};
-use crate::xmpp::jid::{normalize_domain, prepare_resource, split_jid};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
+use crate::xmpp::jid::{prepare_resource, Jid};
 use crate::xmpp::{ns, Element};
 
 /// An empty `result` for `iq`.
@@ -76,27 +76,30 @@ impl Session {
     /// IQs addressed to the domain, or to the user's own bare JID, are ours.
     fn iq_is_for_server(&self, to: Option<&str>) -> bool {
         let Some(to) = to else { return true };
-        let jid = split_jid(to);
-        if normalize_domain(jid.domain) != self.domain() || jid.resource.is_some() {
+        let Ok(jid) = Jid::parse(to) else {
+            return false;
+        };
+        if jid.bare.domain != self.shared.config.domain || jid.resource.is_some() {
             return false;
         }
-        match (jid.local, &self.user) {
+        match (&jid.bare.local, &self.user) {
             (None, _) => true,
-            (Some(local), Some(user)) => {
-                crate::xmpp::jid::Username::parse(local).ok().as_ref() == Some(user)
-            }
+            (Some(local), Some(user)) => local == user,
             (Some(_), None) => false,
         }
     }
 
     fn on_bind(&mut self, iq: &Element, bind: &Element) {
         let Some(user) = self.user.clone() else {
-            return self.reply_error(iq, StanzaError::new(ErrorType::Auth, "not-authorized"));
+            return self.reply_error(
+                iq,
+                StanzaError::new(ErrorType::Auth, Condition::NotAuthorized),
+            );
         };
         if self.resource.is_some() {
             return self.reply_error(
                 iq,
-                StanzaError::new(ErrorType::Cancel, "not-allowed")
+                StanzaError::new(ErrorType::Cancel, Condition::NotAllowed)
                     .with_text("A resource is already bound on this stream"),
             );
         }

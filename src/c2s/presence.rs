@@ -6,7 +6,7 @@ use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
 use crate::clock::now_millis;
 use crate::invites::{Command, InviteKind, Outcome, Purpose, Token};
-use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::{ns, Element};
 
@@ -78,7 +78,7 @@ impl Session {
         let Some(contact) = self.local_user(to) else {
             // No server-to-server links: remote contacts cannot be reached.
             if kind == "subscribe" {
-                let e = StanzaError::new(ErrorType::Cancel, "remote-server-not-found");
+                let e = StanzaError::new(ErrorType::Cancel, Condition::RemoteServerNotFound);
                 self.reply_error(presence, e);
             }
             return Ok(());

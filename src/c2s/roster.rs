@@ -5,8 +5,8 @@ use super::iq::iq_result;
 use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
 use crate::sessions::{roster_item_element, roster_push};
-use crate::xmpp::errors::{ErrorType, StanzaError};
-use crate::xmpp::jid::{normalize_domain, split_jid, Username};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
+use crate::xmpp::jid::{Jid, Username};
 use crate::xmpp::{ns, Element};
 
 impl Session {
@@ -16,11 +16,11 @@ impl Session {
 
     /// A local account's username from a JID of our domain (resource ignored).
     pub(super) fn local_user(&self, jid: &str) -> Option<Username> {
-        let parts = split_jid(jid);
-        if normalize_domain(parts.domain) != self.domain() {
+        let jid = Jid::parse(jid).ok()?;
+        if jid.bare.domain != self.shared.config.domain {
             return None;
         }
-        Username::parse(parts.local?).ok()
+        jid.bare.local
     }
 
     pub(super) async fn load_item(
@@ -72,7 +72,10 @@ impl Session {
 
     pub(super) async fn on_roster(&mut self, iq: &Element, query: &Element) {
         let Some(user) = self.user.clone() else {
-            return self.reply_error(iq, StanzaError::new(ErrorType::Auth, "not-authorized"));
+            return self.reply_error(
+                iq,
+                StanzaError::new(ErrorType::Auth, Condition::NotAuthorized),
+            );
         };
         if iq.attr("type") == Some("get") {
             return match self.shared.store.roster(&user).await {
@@ -115,7 +118,7 @@ impl Session {
             if groups.iter().any(|g| g.is_empty() || g.len() > 1023) {
                 return self.reply_error(
                     iq,
-                    StanzaError::new(ErrorType::Modify, "not-acceptable")
+                    StanzaError::new(ErrorType::Modify, Condition::NotAcceptable)
                         .with_text("Invalid group name"),
                 );
             }
@@ -145,18 +148,11 @@ impl Session {
 
     /// A contact's bare JID in canonical form, if it is one.
     fn normalize_contact(&self, jid: &str) -> Option<String> {
-        let parts = split_jid(jid.trim());
-        if parts.resource.is_some() || parts.domain.is_empty() {
+        let jid = Jid::parse(jid.trim()).ok()?;
+        if jid.resource.is_some() {
             return None;
         }
-        let domain = normalize_domain(parts.domain);
-        match parts.local {
-            Some(l) => {
-                let local = Username::parse(l).ok()?;
-                Some(format!("{local}@{domain}"))
-            }
-            None => Some(domain),
-        }
+        Some(jid.bare.to_string())
     }
 
     /// Roster removal (RFC 6121 §2.5): the subscriptions both ways end too.

@@ -13,7 +13,7 @@ use super::auth::SaslState;
 use super::io::{IoCommand, Outbox};
 use super::C2sShared;
 use crate::sessions::Deliver;
-use crate::xmpp::errors::{ErrorType, StanzaError, StreamError};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError, StreamCondition, StreamError};
 use crate::xmpp::jid::{normalize_domain, Username};
 use crate::xmpp::reader::{ReadError, StreamEvent, StreamHeader, StreamReader};
 use crate::xmpp::sasl::Mechanism;
@@ -96,7 +96,7 @@ impl Session {
     }
 
     pub fn domain(&self) -> &str {
-        &self.shared.config.domain
+        self.shared.config.domain.as_str()
     }
 
     /// Handles bytes read from the socket.
@@ -129,11 +129,11 @@ impl Session {
     }
 
     pub fn on_idle_timeout(&mut self) {
-        self.stream_error(StreamError::new("connection-timeout"));
+        self.stream_error(StreamError::new(StreamCondition::ConnectionTimeout));
     }
 
     pub fn on_shutdown(&mut self) {
-        self.stream_error(StreamError::new("system-shutdown"));
+        self.stream_error(StreamError::new(StreamCondition::SystemShutdown));
     }
 
     pub(super) fn send(&mut self, element: &Element) {
@@ -153,8 +153,8 @@ impl Session {
         if self.closed {
             return;
         }
-        tracing::debug!(peer = %self.peer, condition = error.condition, "stream error");
-        metrics::counter!(crate::metrics::STREAM_ERRORS, "condition" => error.condition)
+        tracing::debug!(peer = %self.peer, condition = %error.condition, "stream error");
+        metrics::counter!(crate::metrics::STREAM_ERRORS, "condition" => error.condition.as_str())
             .increment(1);
         if !self.header_sent {
             self.send_header();
@@ -186,11 +186,11 @@ impl Session {
     fn on_open(&mut self, h: StreamHeader) {
         self.send_header();
         if h.root_name != "stream" || h.root_ns != ns::STREAM || h.content_ns != ns::CLIENT {
-            return self.stream_error(StreamError::new("invalid-namespace"));
+            return self.stream_error(StreamError::new(StreamCondition::InvalidNamespace));
         }
         if let Some(to) = &h.to {
             if normalize_domain(to) != self.domain() {
-                return self.stream_error(StreamError::new("host-unknown"));
+                return self.stream_error(StreamError::new(StreamCondition::HostUnknown));
             }
         }
         let major = h
@@ -200,7 +200,8 @@ impl Session {
             .and_then(|m| m.parse::<u32>().ok());
         if major.unwrap_or(0) < 1 {
             return self.stream_error(
-                StreamError::new("unsupported-version").with_text("XMPP 1.0 streams only"),
+                StreamError::new(StreamCondition::UnsupportedVersion)
+                    .with_text("XMPP 1.0 streams only"),
             );
         }
         let features = self.features();
@@ -257,7 +258,7 @@ impl Session {
             ns::CLIENT => match stanza.name() {
                 "iq" => self.on_iq(stanza).await,
                 "message" | "presence" if self.resource.is_none() => {
-                    self.stream_error(StreamError::new("not-authorized"))
+                    self.stream_error(StreamError::new(StreamCondition::NotAuthorized))
                 }
                 "message" => self.on_message(stanza),
                 "presence" => self.on_presence(stanza).await,
@@ -283,13 +284,15 @@ impl Session {
         }
         if stanza.is("iq", ns::CLIENT) {
             if matches!(stanza.attr("type"), Some("get" | "set")) {
-                let error = StanzaError::new(ErrorType::Modify, "policy-violation")
+                let error = StanzaError::new(ErrorType::Modify, Condition::PolicyViolation)
                     .with_text("Encryption is required");
                 self.send(&error.reply_to(&stanza));
             }
             return;
         }
-        self.stream_error(StreamError::new("policy-violation").with_text("Encryption is required"));
+        self.stream_error(
+            StreamError::new(StreamCondition::PolicyViolation).with_text("Encryption is required"),
+        );
     }
 
     fn on_message(&mut self, message: Element) {
@@ -310,21 +313,22 @@ impl Session {
 
     /// Called after the account was removed: the stream cannot go on.
     pub(super) fn account_removed(&mut self) {
-        self.stream_error(StreamError::new("not-authorized").with_text("Account removed"));
+        self.stream_error(
+            StreamError::new(StreamCondition::NotAuthorized).with_text("Account removed"),
+        );
     }
 }
 
 fn read_error(e: &ReadError) -> StreamError {
     match e {
-        ReadError::NotWellFormed(_) => StreamError::new("not-well-formed"),
-        ReadError::Restricted(what) => {
-            StreamError::new("restricted-xml").with_text(format!("{what} not allowed"))
-        }
-        ReadError::TooBig(_) => StreamError::new("policy-violation")
+        ReadError::NotWellFormed(_) => StreamError::new(StreamCondition::NotWellFormed),
+        ReadError::Restricted(what) => StreamError::new(StreamCondition::RestrictedXml)
+            .with_text(format!("{what} not allowed")),
+        ReadError::TooBig(_) => StreamError::new(StreamCondition::PolicyViolation)
             .with_text("XML stanza is too big")
             .with_app(Element::new("stanza-too-big", ns::XMPP_ERRORS)),
         ReadError::TooDeep(_) => {
-            StreamError::new("policy-violation").with_text("XML is nested too deeply")
+            StreamError::new(StreamCondition::PolicyViolation).with_text("XML is nested too deeply")
         }
     }
 }

@@ -14,9 +14,6 @@ use crate::invites::{Command, Invite, InviteKind, InviteSpec, Outcome, Rejection
 use crate::ledger::{LedgerError, LedgerHandle};
 use crate::xmpp::jid::Username;
 
-/// Longest invite lifetime accepted.
-const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
-
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("{0}")]
@@ -174,7 +171,7 @@ impl Issuer {
             _ => self.config.invite_expiry,
         };
         let ttl = req.ttl.unwrap_or(default_ttl);
-        if ttl.is_zero() || ttl > MAX_TTL {
+        if ttl.is_zero() || ttl > crate::config::MAX_INVITE_LIFETIME {
             return Err(invalid(
                 "the lifetime must be between 1 second and 365 days",
             ));
@@ -316,7 +313,7 @@ impl Issuer {
 
     pub fn view(&self, invite: Invite) -> InviteView {
         let status = invite.status(now_millis());
-        let uri = invite_uri(&invite.spec, &self.config.domain);
+        let uri = invite_uri(&invite.spec, self.config.domain.as_str());
         let landing_url = self
             .config
             .web_base_url

@@ -191,7 +191,7 @@ impl Registrar {
     /// bounded registration queue.
     pub async fn derive(&self, password: String) -> Result<Credentials, RegistrationError> {
         let iterations = self.config.scram_iterations;
-        let hashes = self.config.scram_algs();
+        let hashes = self.config.scram_hashes.clone();
         let derived = self
             .cpu
             .run_queued(move || Credentials::derive(&password, iterations, &hashes))
