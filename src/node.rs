@@ -107,7 +107,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let _ = readiness.store.set(store.clone());
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let options = LedgerOptions::from(&config.ledger);
-    let directory = Arc::new(SessionDirectory::default());
+    let directory = Arc::new(SessionDirectory::new(config.domain.clone()));
     let (peer_stop_tx, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ledger, peers) = if config.cluster.enabled() {
         let (ledger, clients, server) =
@@ -271,10 +271,7 @@ async fn start_cluster(
         domain: config.domain.to_string(),
         advertise: c.advertised(),
         replication: c.replication,
-        limits: crate::xmpp::reader::ReaderLimits {
-            max_stanza_size: config.limits.max_stanza_size,
-            max_depth: config.limits.max_depth,
-        },
+        limits: config.limits.reader(),
     };
     let server = tokio::spawn(crate::peer::service::serve(
         listener,

@@ -42,7 +42,7 @@ impl Session {
     /// The command items of disco#items on the commands node.
     pub(super) async fn command_items(&self) -> Element {
         let mut query = Element::new("query", ns::DISCO_ITEMS).with_attr("node", ns::COMMANDS);
-        let Some(user) = self.user.clone() else {
+        let Some(user) = self.user().cloned() else {
             return query;
         };
         let domain = self.domain().to_owned();
@@ -60,7 +60,7 @@ impl Session {
     }
 
     pub(super) async fn on_command(&mut self, iq: &Element, command: &Element) {
-        let Some(user) = self.user.clone() else {
+        let Some(user) = self.user().cloned() else {
             return self.reply_error(iq, StanzaError::service_unavailable());
         };
         let node = command.attr("node").unwrap_or_default().to_owned();

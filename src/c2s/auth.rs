@@ -9,7 +9,9 @@ use crate::xmpp::sasl::scram::{decoy_keys, parse_client_first, ScramExchange};
 use crate::xmpp::sasl::{self, plain, HashAlg, Mechanism, SaslError};
 use crate::xmpp::{ns, Element};
 
+#[derive(Default)]
 pub enum SaslState {
+    #[default]
     Idle,
     /// `<auth>` came without an initial response.
     AwaitingFirst(Mechanism),
@@ -30,15 +32,15 @@ fn scram_alg(m: Mechanism) -> Option<HashAlg> {
 
 impl Session {
     pub(super) async fn on_sasl(&mut self, el: Element) {
-        if self.user.is_some() {
+        let Some(state) = self.unauthenticated() else {
             return self.stream_error(
                 StreamError::new(StreamCondition::PolicyViolation)
                     .with_text("Already authenticated"),
             );
-        }
+        };
         match el.name() {
             "auth" => {
-                self.sasl = SaslState::Idle;
+                state.sasl = SaslState::Idle;
                 let offered = |m: &Mechanism| self.offers(*m);
                 let Some(mech) = el
                     .attr("mechanism")
@@ -50,7 +52,7 @@ impl Session {
                 let text = el.text();
                 if text.trim().is_empty() {
                     // No initial response: ask for it with an empty challenge.
-                    self.sasl = SaslState::AwaitingFirst(mech);
+                    self.set_sasl(SaslState::AwaitingFirst(mech));
                     return self.challenge(b"");
                 }
                 match sasl::decode_payload(&text) {
@@ -62,11 +64,11 @@ impl Session {
                 let payload = match sasl::decode_payload(&el.text()) {
                     Ok(p) => p,
                     Err(e) => {
-                        self.sasl = SaslState::Idle;
+                        self.set_sasl(SaslState::Idle);
                         return self.sasl_failure(e);
                     }
                 };
-                match std::mem::replace(&mut self.sasl, SaslState::Idle) {
+                match self.take_sasl() {
                     SaslState::AwaitingFirst(mech) => self.sasl_step(mech, payload).await,
                     SaslState::AwaitingFinal { exchange, user } => {
                         self.scram_final(&exchange, user, &payload)
@@ -75,11 +77,23 @@ impl Session {
                 }
             }
             "abort" => {
-                self.sasl = SaslState::Idle;
+                self.set_sasl(SaslState::Idle);
                 self.sasl_failure(SaslError::Aborted);
             }
             other => tracing::debug!(element = other, "ignoring unknown SASL element"),
         }
+    }
+
+    fn set_sasl(&mut self, sasl: SaslState) {
+        if let Some(state) = self.unauthenticated() {
+            state.sasl = sasl;
+        }
+    }
+
+    fn take_sasl(&mut self) -> SaslState {
+        self.unauthenticated()
+            .map(|state| std::mem::take(&mut state.sasl))
+            .unwrap_or_default()
     }
 
     async fn sasl_step(&mut self, mech: Mechanism, payload: Vec<u8>) {
@@ -98,8 +112,11 @@ impl Session {
         self.send(&error.to_element());
         metrics::counter!(crate::metrics::SASL, "outcome" => "failure").increment(1);
         if error == SaslError::NotAuthorized {
-            self.auth_failures += 1;
-            if self.auth_failures >= self.shared.config.limits.max_auth_failures {
+            let failures = self.unauthenticated().map_or(0, |state| {
+                state.auth_failures += 1;
+                state.auth_failures
+            });
+            if failures >= self.shared.config.limits.max_auth_failures {
                 crate::metrics::rate_limit_hit("sasl_failures");
                 self.stream_error(
                     StreamError::new(StreamCondition::PolicyViolation)
@@ -123,7 +140,7 @@ impl Session {
     fn authzid_ok(&self, authzid: Option<&str>, user: Option<&Username>) -> bool {
         match (authzid, user) {
             (None, _) => true,
-            (Some(a), Some(u)) => a == format!("{}@{}", u, self.domain()),
+            (Some(a), Some(u)) => a == self.jid_of(u).to_string(),
             // Unknown user: decide at the proof, like any other failure.
             (Some(_), None) => true,
         }
@@ -187,10 +204,10 @@ impl Session {
         });
         let nonce = crate::secrets::random_id(18);
         let (exchange, server_first) = ScramExchange::start(alg, first, keys, &nonce);
-        self.sasl = SaslState::AwaitingFinal {
+        self.set_sasl(SaslState::AwaitingFinal {
             exchange: Box::new(exchange),
             user: user.filter(|_| known),
-        };
+        });
         self.challenge(server_first.as_bytes());
     }
 

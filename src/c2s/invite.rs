@@ -41,10 +41,12 @@ impl Session {
             Ok(Ok(())) => {
                 tracing::debug!(peer = %self.peer, invite = %token.redacted(), "invite validated");
                 preauth_outcome("valid");
-                self.invite = Some(ProvenInvite {
-                    token,
-                    validated_at: now,
-                });
+                if let Some(state) = self.unauthenticated() {
+                    state.invite = Some(ProvenInvite {
+                        token,
+                        validated_at: now,
+                    });
+                }
                 self.send(&iq_result(iq));
             }
             Ok(Err(reason)) => {

@@ -12,6 +12,7 @@ mod presence;
 mod register;
 mod roster;
 pub mod session;
+mod stream_io;
 pub mod tls;
 
 use std::sync::atomic::AtomicUsize;
@@ -42,9 +43,9 @@ pub struct C2sShared {
 
 impl C2sShared {
     pub fn reader_limits(&self) -> ReaderLimits {
-        ReaderLimits {
-            max_stanza_size: self.config.limits.max_stanza_size,
-            max_depth: self.config.limits.max_depth,
-        }
+        self.config.limits.reader()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -67,7 +67,7 @@ fn stanza_error(e: &RegistrationError) -> StanzaError {
 impl Session {
     pub(super) async fn on_register(&mut self, iq: &Element, query: &Element) {
         let is_set = iq.attr("type") == Some("set");
-        match (self.user.clone(), is_set) {
+        match (self.user().cloned(), is_set) {
             (Some(user), false) => {
                 let reply = iq_result(iq).with_child(
                     Element::new("query", ns::REGISTER)
@@ -104,23 +104,29 @@ impl Session {
         // username may be retried with the same invite.
         let request = Request {
             peer: self.peer.ip(),
-            invite: self.invite.clone(),
+            invite: self.unauthenticated().and_then(|s| s.invite.clone()),
             username: username.as_deref(),
             password: password.as_deref(),
             path: RedeemPath::Ibr,
         };
         match self.shared.registrar.register(request).await {
             Ok(registered) => {
-                self.invite = None;
+                self.forget_invite();
                 tracing::debug!(peer = %self.peer, user = %registered.username, "registered in band");
                 self.send(&iq_result(iq));
             }
             Err(e) => {
                 if e.invite_unusable() {
-                    self.invite = None;
+                    self.forget_invite();
                 }
                 self.reply_error(iq, stanza_error(&e));
             }
+        }
+    }
+
+    fn forget_invite(&mut self) {
+        if let Some(state) = self.unauthenticated() {
+            state.invite = None;
         }
     }
 

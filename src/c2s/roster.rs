@@ -7,11 +7,12 @@ use crate::accounts::{RosterItem, StoreError};
 use crate::sessions::{roster_item_element, roster_push};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::{Jid, Username};
+use crate::xmpp::stanza::Subscription;
 use crate::xmpp::{ns, Element};
 
 impl Session {
     pub(super) fn bare_jid(&self, user: &Username) -> String {
-        format!("{user}@{}", self.domain())
+        self.jid_of(user).to_string()
     }
 
     /// A local account's username from a JID of our domain (resource ignored).
@@ -55,23 +56,19 @@ impl Session {
 
     pub(super) fn push(&mut self, user: &Username, item: Element) {
         let push = roster_push(item);
-        let own = self.user.as_ref() == Some(user);
-        self.shared.directory.deliver_except(
-            user,
-            self.domain(),
-            &push,
-            own.then_some(self.conn_id()),
-        );
+        let own = self.user() == Some(user);
+        self.shared
+            .directory
+            .deliver_except(user, &push, own.then_some(self.conn_id()));
         if own {
-            if let Some(resource) = self.resource.clone() {
-                let mine = push.with_attr("to", format!("{}/{resource}", self.bare_jid(user)));
-                self.send(&mine);
+            if let Some(jid) = self.bound().map(|b| b.jid.to_string()) {
+                self.send(&push.with_attr("to", jid));
             }
         }
     }
 
     pub(super) async fn on_roster(&mut self, iq: &Element, query: &Element) {
-        let Some(user) = self.user.clone() else {
+        let Some(user) = self.user().cloned() else {
             return self.reply_error(
                 iq,
                 StanzaError::new(ErrorType::Auth, Condition::NotAuthorized),
@@ -165,11 +162,11 @@ impl Session {
             if let Some(mut theirs) = self.shared.store.roster_item(&contact, &me).await? {
                 if item.subscription.has_to() || item.ask {
                     theirs.lose_from();
-                    self.deliver_presence(&contact, &me, "unsubscribe");
+                    self.deliver_presence(&contact, &me, Subscription::Unsubscribe);
                 }
                 if item.subscription.has_from() {
                     theirs.lose_to();
-                    self.deliver_presence(&contact, &me, "unsubscribed");
+                    self.deliver_presence(&contact, &me, Subscription::Unsubscribed);
                 }
                 self.save_and_push(&contact, theirs).await?;
             }

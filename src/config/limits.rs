@@ -41,6 +41,17 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// What the XML reader of a stream (or of a stanza from a peer) enforces;
+    /// the reader's other limits keep their own defaults.
+    #[allow(clippy::needless_update)]
+    pub fn reader(&self) -> crate::xmpp::reader::ReaderLimits {
+        crate::xmpp::reader::ReaderLimits {
+            max_stanza_size: self.max_stanza_size,
+            max_depth: self.max_depth,
+            ..Default::default()
+        }
+    }
+
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         // RFC 6120 §13.12: a server must accept stanzas of at least 10000 bytes.
         count(

@@ -208,8 +208,7 @@ impl Peer for PeerService {
         let r = request.into_inner();
         let user = Username::parse(&r.user).map_err(bad)?;
         let stanza = parse_stanza(&r.stanza, self.limits).map_err(bad)?;
-        self.directory
-            .deliver_local(&user, &self.domain, &stanza, None);
+        self.directory.deliver_local(&user, &stanza, None);
         Ok(Response::new(proto::DeliverReply {}))
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use actix::Recipient;
 
 use super::Deliver;
-use crate::xmpp::jid::Username;
+use crate::xmpp::jid::{Domain, Username};
 use crate::xmpp::Element;
 
 struct Bound {
@@ -22,14 +22,23 @@ pub trait Fanout: Send + Sync {
     fn deliver(&self, user: &Username, stanza: &Element);
 }
 
-#[derive(Default)]
 pub struct SessionDirectory {
+    /// The node's domain: what the `to` of a delivered copy names.
+    domain: Domain,
     users: RwLock<HashMap<Username, Vec<Bound>>>,
     /// Set on a cluster node: users may be connected to other nodes too.
     fanout: OnceLock<Arc<dyn Fanout>>,
 }
 
 impl SessionDirectory {
+    pub fn new(domain: Domain) -> SessionDirectory {
+        SessionDirectory {
+            domain,
+            users: RwLock::default(),
+            fanout: OnceLock::new(),
+        }
+    }
+
     pub fn register(&self, user: &Username, conn: u64, resource: &str, addr: Recipient<Deliver>) {
         if let Ok(mut users) = self.users.write() {
             users.entry(user.clone()).or_default().push(Bound {
@@ -58,27 +67,15 @@ impl SessionDirectory {
     /// Sends a copy of `stanza` to each bound resource of `user` but the
     /// connection `except`, addressed to that resource; in a cluster, also to
     /// the user's sessions on other nodes.
-    pub fn deliver_except(
-        &self,
-        user: &Username,
-        domain: &str,
-        stanza: &Element,
-        except: Option<u64>,
-    ) {
-        self.deliver_local(user, domain, stanza, except);
+    pub fn deliver_except(&self, user: &Username, stanza: &Element, except: Option<u64>) {
+        self.deliver_local(user, stanza, except);
         if let Some(fanout) = self.fanout.get() {
             fanout.deliver(user, stanza);
         }
     }
 
     /// Like `deliver_except`, to this node's sessions only.
-    pub fn deliver_local(
-        &self,
-        user: &Username,
-        domain: &str,
-        stanza: &Element,
-        except: Option<u64>,
-    ) {
+    pub fn deliver_local(&self, user: &Username, stanza: &Element, except: Option<u64>) {
         let Ok(users) = self.users.read() else {
             return;
         };
@@ -87,7 +84,7 @@ impl SessionDirectory {
                 continue;
             }
             let mut copy = stanza.clone();
-            copy.set_attr("to", format!("{user}@{domain}/{}", b.resource));
+            copy.set_attr("to", format!("{user}@{}/{}", self.domain, b.resource));
             b.addr.do_send(Deliver(copy));
         }
     }
