@@ -14,6 +14,7 @@ use tokio::sync::RwLock;
 use usher::clock::now_millis;
 use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Token};
 use usher::ledger::{shard_of, LedgerHandle, LedgerOptions};
+use usher::peer::proto::ledger_failure::Kind;
 use usher::peer::proto::{ProposeRequest, StatusRequest};
 use usher::peer::PeerClients;
 
@@ -65,16 +66,17 @@ impl Remote {
                 .await
                 .map_err(|s| anyhow!("{addr}: {}", s.message()))?
                 .into_inner();
-            if let Some(leader) = reply.not_leader {
-                if !leader.addr.is_empty() {
-                    self.leaders.write().await.insert(shard, leader.addr);
-                } else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(failure) = reply.failure {
+                if failure.kind != Kind::NotLeader as i32 {
+                    bail!("shard {shard}: {}", failure.message);
+                }
+                match failure.leader.filter(|l| !l.addr.is_empty()) {
+                    Some(leader) => {
+                        self.leaders.write().await.insert(shard, leader.addr);
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
                 continue;
-            }
-            if !reply.error.is_empty() {
-                bail!("shard {shard}: {}", reply.error);
             }
             return Ok(serde_json::from_slice(&reply.outcome)?);
         }

@@ -63,15 +63,7 @@ impl LedgerShard {
                     }
                 }
                 Err(e) => {
-                    let error = match e {
-                        openraft::error::RaftError::APIError(
-                            openraft::error::ClientWriteError::ForwardToLeader(f),
-                        ) => LedgerError::NotLeader {
-                            shard,
-                            leader: f.leader_id.zip(f.leader_node),
-                        },
-                        other => LedgerError::Unavailable(other.to_string()),
-                    };
+                    let error = LedgerError::from_raft(shard, e);
                     for waiter in waiters {
                         let _ = waiter.send(Err(error.clone()));
                     }

@@ -3,6 +3,7 @@
 //! delivery) and its client, authenticated by the cluster secret.
 
 pub mod cluster;
+mod failure;
 mod network;
 mod remote;
 pub mod service;

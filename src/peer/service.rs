@@ -35,24 +35,8 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
     serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))
 }
 
-/// Splits a ledger error into the reply's leader hint and error text.
-fn leader_or_error(e: LedgerError) -> (Option<proto::Leader>, String) {
-    match e {
-        LedgerError::NotLeader { leader, .. } => (
-            Some(leader.map_or(
-                proto::Leader {
-                    id: 0,
-                    addr: String::new(),
-                },
-                |(id, node)| proto::Leader {
-                    id,
-                    addr: node.addr,
-                },
-            )),
-            String::new(),
-        ),
-        other => (None, other.to_string()),
-    }
+fn failure(e: &LedgerError) -> Option<proto::LedgerFailure> {
+    Some(super::failure::to_proto(e))
 }
 
 impl PeerService {
@@ -113,14 +97,10 @@ impl Peer for PeerService {
                 outcome: json(&outcome)?,
                 ..Default::default()
             },
-            Err(e) => {
-                let (not_leader, error) = leader_or_error(e);
-                proto::ProposeReply {
-                    not_leader,
-                    error,
-                    ..Default::default()
-                }
-            }
+            Err(e) => proto::ProposeReply {
+                failure: failure(&e),
+                ..Default::default()
+            },
         };
         Ok(Response::new(reply))
     }
@@ -136,14 +116,10 @@ impl Peer for PeerService {
                 log_id: json(&log_id)?,
                 ..Default::default()
             },
-            Err(e) => {
-                let (not_leader, error) = leader_or_error(e);
-                proto::ReadIndexReply {
-                    not_leader,
-                    error,
-                    ..Default::default()
-                }
-            }
+            Err(e) => proto::ReadIndexReply {
+                failure: failure(&e),
+                ..Default::default()
+            },
         };
         Ok(Response::new(reply))
     }
@@ -157,10 +133,9 @@ impl Peer for PeerService {
         let change: Change = serde_json::from_slice(&r.change).map_err(bad)?;
         let reply = match self.ledger.change_members_local(r.shard, change).await {
             Ok(()) => proto::ChangeMembersReply::default(),
-            Err(e) => {
-                let (not_leader, error) = leader_or_error(e);
-                proto::ChangeMembersReply { not_leader, error }
-            }
+            Err(e) => proto::ChangeMembersReply {
+                failure: failure(&e),
+            },
         };
         Ok(Response::new(reply))
     }
