@@ -388,7 +388,7 @@ async fn secrets_stay_out_of_the_log() {
 
 #[test]
 fn invalid_configuration_exits_with_code_2_naming_the_key() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .arg("serve")
         .env("USHER_LIMITS__MAX_STANZA_SIZE", "lots")
         .output()
@@ -400,7 +400,7 @@ fn invalid_configuration_exits_with_code_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("usher.toml");
     std::fs::write(&file, "domain = 'example.org'\nc2s_adr = '127.0.0.1:1'\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .args(["serve", "--config"])
         .arg(&file)
         .output()

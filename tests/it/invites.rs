@@ -430,7 +430,7 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
     assert_cli_error(node.cli(&["create", "--uses", "0"]), "at least 1");
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-token-at-all").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .args([
             "invite",
             "list",
@@ -442,7 +442,7 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
         .output()
         .unwrap();
     assert_cli_error(out, "refused the token");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .args([
             "invite",
             "list",
