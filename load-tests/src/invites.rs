@@ -21,10 +21,7 @@ pub fn token_of(line: &str) -> Option<String> {
     if !line.starts_with("xmpp:") {
         return Some(line.to_owned());
     }
-    line.split(['?', ';', '&'])
-        .find_map(|part| part.strip_prefix("preauth="))
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+    usher::invites::uri::token_of(line).map(str::to_owned)
 }
 
 /// One token per non-empty line; a line that is neither a token nor an

@@ -1,9 +1,7 @@
 //! Rosters, presence subscriptions between local users, contact invites and
 //! XEP-0379 pre-approved subscriptions, against the real binary.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 use usher::xmpp::{ns, Element};
 use usher_load::client::Mech;
 use usher_load::Client;
@@ -50,7 +48,11 @@ fn entry(jid: &str, sub: &str, ask: bool) -> (String, String, bool) {
 
 #[tokio::test]
 async fn roster_set_push_and_remove() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("ann", PASSWORD).await;
     let mut a1 = login(&node, "ann").await;
     let mut a2 = login(&node, "ann").await;
@@ -107,7 +109,11 @@ async fn roster_set_push_and_remove() {
 
 #[tokio::test]
 async fn a_subscription_handshake_between_online_users_ends_in_both() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("alice", PASSWORD).await;
     node.register("bob", PASSWORD).await;
     let mut alice = login(&node, "alice").await;
@@ -152,7 +158,7 @@ async fn a_subscription_handshake_between_online_users_ends_in_both() {
 
 #[tokio::test]
 async fn registering_with_a_contact_invite_makes_mutual_contacts() {
-    let node = invite_node();
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     node.register_via_invite("alice", PASSWORD).await;
     let mut alice = login(&node, "alice").await;
     let token = node.invite(&["--contact", "alice"]);
@@ -189,13 +195,9 @@ async fn registering_with_a_contact_invite_makes_mutual_contacts() {
     );
 }
 
-fn invite_node() -> TestNode {
-    TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")])
-}
-
 #[tokio::test]
 async fn xep0379_preapproved_subscription_with_the_inviter_offline() {
-    let node = invite_node();
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     node.register_via_invite("alice", PASSWORD).await;
     node.register_via_invite("bob", PASSWORD).await;
     let token = node.invite(&["--contact", "alice", "--no-register"]);
@@ -236,7 +238,7 @@ async fn xep0379_preapproved_subscription_with_the_inviter_offline() {
 
 #[tokio::test]
 async fn a_bogus_or_misdirected_token_is_an_ordinary_request() {
-    let node = invite_node();
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     for u in ["alice", "bob", "eve"] {
         node.register_via_invite(u, PASSWORD).await;
     }

@@ -1,11 +1,9 @@
 //! Raw-socket tests of bad input: every case gets the error PROTOCOL.md names,
 //! and the node keeps serving other clients throughout.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::fixture::*;
 use usher::xmpp::{ns, Element};
 
 /// Sends `bytes` on a fresh stream (TLS or not) and returns the stream error.
@@ -42,7 +40,11 @@ async fn raw_exchange(node: &TestNode, bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn malformed_xml_is_not_well_formed() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let bystander = node.connect_tls().await;
     for bad in [
         &b"<iq type='get'></message>"[..],
@@ -66,7 +68,11 @@ async fn malformed_xml_is_not_well_formed() {
 
 #[tokio::test]
 async fn doctype_entities_and_processing_instructions_are_restricted() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     // A DOCTYPE before the stream header.
     let out = raw_exchange(
         &node,
@@ -97,7 +103,11 @@ async fn doctype_entities_and_processing_instructions_are_restricted() {
 
 #[tokio::test]
 async fn a_one_mebibyte_stanza_is_a_policy_violation() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let mut bystander = node.connect_tls().await;
     let big = format!(
         "<message to='a@localhost'><body>{}</body></message>",
@@ -114,7 +124,11 @@ async fn a_one_mebibyte_stanza_is_a_policy_violation() {
 
 #[tokio::test]
 async fn nesting_too_deep_is_a_policy_violation() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let deep = format!("<iq type='get'>{}", "<a>".repeat(100));
     let (condition, _, _) = stream_error_after(&node, true, deep.as_bytes()).await;
     assert_eq!(condition, "policy-violation");
@@ -122,7 +136,11 @@ async fn nesting_too_deep_is_a_policy_violation() {
 
 #[tokio::test]
 async fn registration_before_tls_is_refused_and_the_stream_stays() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let mut c = node.connect().await;
     assert!(c.features.has_child("starttls", ns::TLS));
     assert!(!c.features.has_child("mechanisms", ns::SASL));
@@ -152,7 +170,11 @@ async fn registration_before_tls_is_refused_and_the_stream_stays() {
 
 #[tokio::test]
 async fn other_stanzas_before_tls_end_the_stream() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let (condition, text, _) = stream_error_after(
         &node,
         false,
@@ -165,7 +187,11 @@ async fn other_stanzas_before_tls_end_the_stream() {
 
 #[tokio::test]
 async fn stream_header_checks() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     for (header, expected) in [
         (
             "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>",
@@ -193,7 +219,11 @@ async fn stream_header_checks() {
 
 #[tokio::test]
 async fn unknown_elements_and_namespaces_do_not_kill_the_stream() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let mut c = node.connect_tls().await;
     c.send_raw(b"<enable xmlns='urn:xmpp:sm:3'/><foo xmlns='jabber:client'/>")
         .await
@@ -227,7 +257,12 @@ async fn unknown_elements_and_namespaces_do_not_kill_the_stream() {
 
 #[tokio::test]
 async fn silent_streams_time_out_before_authentication() {
-    let node = TestNode::start_with(&[("USHER_LIMITS__PRE_AUTH_IDLE_TIMEOUT", "1s")]);
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_LIMITS__PRE_AUTH_IDLE_TIMEOUT", "1s")
+        .start();
     let mut c = node.connect_tls().await;
     let el = c.next_element().await.expect("stream error");
     assert_eq!(stream_error(&el).0, "connection-timeout");
@@ -236,7 +271,12 @@ async fn silent_streams_time_out_before_authentication() {
 
 #[tokio::test]
 async fn connections_over_the_limit_are_refused() {
-    let node = TestNode::start_with(&[("USHER_LIMITS__MAX_CONNECTIONS", "2")]);
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_LIMITS__MAX_CONNECTIONS", "2")
+        .start();
     let _a = node.connect_tls().await;
     let _b = node.connect_tls().await;
     let refused = usher_load::Client::connect(node.addr, DOMAIN, &node.trust()).await;
@@ -260,7 +300,11 @@ async fn connections_over_the_limit_are_refused() {
 async fn pipelined_plaintext_after_starttls_is_discarded() {
     // A client (or an attacker in the middle) sends a stanza right behind
     // <starttls/>: it must never be processed as if it came over TLS.
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let mut c = node.connect().await;
     c.send_raw(
         b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\
@@ -289,7 +333,11 @@ async fn a_stream_header_sent_with_the_tls_finished_is_answered() {
     // the new stream header before the socket is read again. The node must
     // answer it without waiting for more bytes that never come.
     use std::io::{Read, Write};
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let addr = node.addr;
     let config = node.trust().client_config().expect("trust");
     let features = tokio::task::spawn_blocking(move || {

@@ -1,14 +1,16 @@
 //! The HTTP listener: probes and Prometheus metrics, checked against what
 //! clients actually did.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 use usher_load::client::{Auth, Mech};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_ready_answer_on_a_running_node() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     assert_eq!(node.http_get("/health"), (200, "ok\n".to_owned()));
     assert_eq!(node.http_get("/ready"), (200, "ready\n".to_owned()));
     let (status, _) = node.http_get("/nope");
@@ -17,7 +19,7 @@ async fn health_and_ready_answer_on_a_running_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_clients_did() {
-    let node = TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let created = r#"usher_registrations_total{outcome="created",door="ibr"}"#;
     let conflict = r#"usher_registrations_total{outcome="conflict",door="ibr"}"#;
     let refused = r#"usher_registrations_total{outcome="not_acceptable",door="ibr"}"#;
@@ -77,7 +79,7 @@ async fn metrics_count_what_clients_did() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_pages_show_the_invite_or_say_why_not() {
-    let node = TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     node.register_via_invite("ann", PASSWORD).await;
     let token = node.invite(&["--contact", "ann"]);
     let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8)";
@@ -186,10 +188,10 @@ fn post_form(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_registration_checks_its_form_token_and_shares_the_address_limit() {
-    let node = TestNode::start_with(&[
-        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
-        ("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "3"),
-    ]);
+    let node = TestNode::builder()
+        .fast_hashing()
+        .set("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "3")
+        .start();
     let token = node.invite(&["--uses", "10"]);
     let form = get_form(&node, &token);
     assert_eq!(form.status, 200, "{}", form.body);
@@ -296,10 +298,11 @@ async fn web_registration_checks_its_form_token_and_shares_the_address_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_registration_off_the_web_door_is_closed_too() {
-    let node = TestNode::start_with(&[
-        ("USHER_ALLOW_REGISTRATION", "false"),
-        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
-    ]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ALLOW_REGISTRATION", "false")
+        .start();
     let token = node.invite(&[]);
     let (status, landing) = node.http_get(&format!("/invite/{token}"));
     assert_eq!(status, 200, "{landing}");

@@ -1,23 +1,14 @@
 //! XEP-0050 / XEP-0401 ad-hoc invite commands against the real binary.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 use usher::xmpp::dataform::{DataForm, Field};
 use usher::xmpp::{ns, Element};
 use usher_load::Client;
 
 const CREATE_ACCOUNT: &str = "urn:xmpp:invite#create-account";
 const INVITE: &str = "urn:xmpp:invite#invite";
-
-fn node(extra: &[(&str, &str)]) -> TestNode {
-    let mut env = vec![
-        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
-        ("USHER_ADMINS", "[\"boss@localhost\"]"),
-    ];
-    env.extend_from_slice(extra);
-    TestNode::start_with(&env)
-}
+/// boss is an admin by configuration, everyone else a user.
+const ADMINS: &str = "[\"boss@localhost\"]";
 
 async fn command_nodes(c: &mut Client) -> Vec<String> {
     let iq = Element::new("iq", ns::CLIENT)
@@ -44,19 +35,13 @@ fn completed(reply: &Element) -> DataForm {
     form
 }
 
-fn token_of(uri: &str) -> String {
-    uri.split("preauth=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn users_see_and_run_the_contact_invite_command() {
-    let node = node(&[]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ADMINS", ADMINS)
+        .start();
     node.register_via_invite("usr", PASSWORD).await;
     let mut c = login_as(&node, "usr").await;
     assert_eq!(command_nodes(&mut c).await, [INVITE]);
@@ -94,10 +79,13 @@ async fn users_see_and_run_the_contact_invite_command() {
 
 #[tokio::test]
 async fn with_user_invites_allowed_a_contact_invite_registers() {
-    let node = node(&[
-        ("USHER_ALLOW_USER_INVITES", "true"),
-        ("USHER_WEB_BASE_URL", "https://invite.example"),
-    ]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ADMINS", ADMINS)
+        .set("USHER_ALLOW_USER_INVITES", "true")
+        .set("USHER_WEB_BASE_URL", "https://invite.example")
+        .start();
     node.register_via_invite("host", PASSWORD).await;
     let mut c = login_as(&node, "host").await;
     let form = completed(&c.request(adhoc_execute(INVITE, None)).await.unwrap());
@@ -125,7 +113,11 @@ async fn with_user_invites_allowed_a_contact_invite_registers() {
 
 #[tokio::test]
 async fn admins_create_account_invites_plain_and_bound() {
-    let node = node(&[]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ADMINS", ADMINS)
+        .start();
     node.register_via_invite("boss", PASSWORD).await;
     node.register_via_invite("taken", PASSWORD).await;
     let mut c = login_as(&node, "boss").await;
@@ -177,7 +169,11 @@ async fn admins_create_account_invites_plain_and_bound() {
 
 #[tokio::test]
 async fn unauthenticated_streams_get_service_unavailable() {
-    let node = node(&[]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ADMINS", ADMINS)
+        .start();
     let mut c = node.connect_tls().await;
     let reply = c.request(adhoc_execute(INVITE, None)).await.unwrap();
     assert_iq_error(&reply, "cancel", "service-unavailable", None);
@@ -185,7 +181,11 @@ async fn unauthenticated_streams_get_service_unavailable() {
 
 #[tokio::test]
 async fn the_admin_role_from_an_invite_makes_an_admin() {
-    let node = node(&[]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ADMINS", ADMINS)
+        .start();
     let token = node.invite(&["--role", "admin"]);
     let mut c = node.with_invite(&token).await;
     assert_eq!(

@@ -2,26 +2,17 @@
 //! registration of every kind, races for one invite, restarts and crashes
 //! between reserve and commit, and the CLI.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::fixture::*;
 use usher::xmpp::ns;
 use usher_load::client::{Auth, Mech};
-
-/// A node in its default mode: registration only by invitation.
-fn invite_only(extra: &[(&str, &str)]) -> TestNode {
-    let mut env = vec![("USHER_REGISTRATION_INVITE_ONLY", "true")];
-    env.extend_from_slice(extra);
-    TestNode::start_with(&env)
-}
 
 const INVALID: &str = "The invite token is invalid or expired";
 
 #[tokio::test]
 async fn invite_features_appear_only_where_they_belong() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let mut c = node.connect().await;
     assert!(!c.features.has_child("register", ns::IBR_TOKEN));
     c.starttls().await.unwrap();
@@ -48,7 +39,7 @@ async fn invite_features_appear_only_where_they_belong() {
 
 #[tokio::test]
 async fn preauth_answers_valid_and_every_kind_of_invalid_token() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let valid = node.invite(&[]);
     let revoked = node.invite(&[]);
     let out = node.cli(&["revoke", &revoked]);
@@ -94,7 +85,7 @@ async fn preauth_answers_valid_and_every_kind_of_invalid_token() {
 
 #[tokio::test]
 async fn registration_needs_an_invite_and_spends_it_once() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let mut c = node.connect_tls().await;
     let reply = c.register("nobody", PASSWORD).await.unwrap();
     assert_iq_error(
@@ -131,7 +122,7 @@ async fn registration_needs_an_invite_and_spends_it_once() {
 
 #[tokio::test]
 async fn bad_username_or_taken_name_leave_the_invite_usable() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     node.register_via_invite("taken", PASSWORD).await;
     let token = node.invite(&[]);
     let mut c = node.with_invite(&token).await;
@@ -158,7 +149,7 @@ async fn bad_username_or_taken_name_leave_the_invite_usable() {
 
 #[tokio::test]
 async fn a_username_bound_invite_refuses_other_names() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let token = node.invite(&["--username", "Bound"]);
     let mut c = node.with_invite(&token).await;
     let reply = c.register("someoneelse", PASSWORD).await.unwrap();
@@ -176,7 +167,7 @@ async fn a_username_bound_invite_refuses_other_names() {
 
 #[tokio::test]
 async fn reset_invites_replace_the_password() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     node.register_via_invite("resetme", PASSWORD).await;
     let token = node.invite(&["--reset", "resetme"]);
     let mut c = node.with_invite(&token).await;
@@ -224,7 +215,7 @@ async fn reset_invites_replace_the_password() {
 
 #[tokio::test]
 async fn group_invite_admits_exactly_its_uses() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let token = node.invite(&["--uses", "3", "--group", "friends"]);
     for i in 0..3 {
         let mut c = node.with_invite(&token).await;
@@ -242,7 +233,7 @@ async fn group_invite_admits_exactly_its_uses() {
 
 #[tokio::test]
 async fn expiry_is_checked_at_preauth_only() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let token = node.invite(&["--ttl", "2s"]);
     let mut c = node.with_invite(&token).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -299,7 +290,7 @@ async fn race(node: &TestNode, clients: usize, uses: u32, round: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_race_a_single_use_invite_twenty_times() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     for round in 0..20 {
         race(&node, 50, 1, round).await;
     }
@@ -307,7 +298,7 @@ async fn fifty_clients_race_a_single_use_invite_twenty_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_clients_race_a_five_use_invite_twenty_times() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     for round in 0..20 {
         race(&node, 20, 5, round).await;
     }
@@ -315,7 +306,7 @@ async fn twenty_clients_race_a_five_use_invite_twenty_times() {
 
 #[tokio::test]
 async fn invites_and_uses_survive_a_restart() {
-    let mut node = invite_only(&[]);
+    let mut node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let token = node.invite(&["--uses", "2"]);
     let mut c = node.with_invite(&token).await;
     assert_eq!(
@@ -344,13 +335,13 @@ async fn invites_and_uses_survive_a_restart() {
 /// The node dies (as by kill -9) at `failpoint` during a registration; after a
 /// restart the lease janitor settles the reservation.
 async fn crash_during_registration(failpoint: &str) -> (TestNode, String) {
-    let lease = [
-        ("USHER_LEDGER__RESERVATION_LEASE", "1s"),
-        ("USHER_LEDGER__JANITOR_INTERVAL", "200ms"),
-    ];
-    let mut env = lease.to_vec();
-    env.push(("USHER_FAILPOINTS", failpoint));
-    let mut node = invite_only(&env);
+    let mut node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_LEDGER__RESERVATION_LEASE", "1s")
+        .set("USHER_LEDGER__JANITOR_INTERVAL", "200ms")
+        .set("USHER_FAILPOINTS", failpoint)
+        .start();
     let token = node.invite(&[]);
     let mut c = node.with_invite(&token).await;
     let died = c.register("crashy", PASSWORD).await;
@@ -405,7 +396,7 @@ async fn crash_before_the_account_write_releases_the_use() {
 
 #[tokio::test]
 async fn cli_lists_shows_revokes_and_reports_errors() {
-    let node = invite_only(&[]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let a = node.invite(&[]);
     let b = node.invite(&["--unlimited", "--ttl", "1h", "--role", "tester"]);
     // Tokens may begin with '-': the CLI must still take them as tokens.
@@ -439,7 +430,7 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
     assert_cli_error(node.cli(&["create", "--uses", "0"]), "at least 1");
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-token-at-all").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .args([
             "invite",
             "list",
@@ -451,7 +442,7 @@ async fn cli_lists_shows_revokes_and_reports_errors() {
         .output()
         .unwrap();
     assert_cli_error(out, "refused the token");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .args([
             "invite",
             "list",

@@ -3,13 +3,11 @@
 //! database. Each test is `#[ignore]`d: scripts/test-all runs them with
 //! `--include-ignored` and TEST_CQL_NODE once Cassandra is up.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::fixture::*;
 use usher_load::client::{Auth, Mech};
 
 /// The shared CQL database's contact point; these tests are pointless without it.
@@ -22,12 +20,15 @@ fn cql() -> String {
 async fn two_nodes_race_for_one_username_with_different_invites() {
     let cql = cql();
     let keyspace = format!("usher_race_{}", unique("").replace('-', "_"));
-    let env = [
-        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
-        ("USHER_SCYLLA__NODES", cql.as_str()),
-        ("USHER_SCYLLA__KEYSPACE", keyspace.as_str()),
-    ];
-    let nodes = [TestNode::start_with(&env), TestNode::start_with(&env)];
+    let node = || {
+        TestNode::builder()
+            .no_rate_limit()
+            .fast_hashing()
+            .set("USHER_SCYLLA__NODES", &cql)
+            .set("USHER_SCYLLA__KEYSPACE", &keyspace)
+            .start()
+    };
+    let nodes = [node(), node()];
     // Ten clients per node, each with its own invite of that node.
     let mut entrants = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
@@ -186,14 +187,19 @@ async fn registrations_survive_a_database_outage() {
         tls: false,
     };
     let contact = db.cql_db("start", false);
-    let node = Arc::new(TestNode::start_with(&[
-        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
-        ("USHER_SCYLLA__NODES", contact.as_str()),
-        ("USHER_SCYLLA__KEYSPACE", "usher_outage"),
-        ("USHER_SCYLLA__REQUEST_TIMEOUT", "2s"),
-        ("USHER_LEDGER__RESERVATION_LEASE", "3s"),
-        ("USHER_LEDGER__JANITOR_INTERVAL", "1s"),
-    ]));
+    let node = Arc::new(
+        TestNode::builder()
+            .no_rate_limit()
+            .fast_hashing()
+            .set_all(&[
+                ("USHER_SCYLLA__NODES", contact.as_str()),
+                ("USHER_SCYLLA__KEYSPACE", "usher_outage"),
+                ("USHER_SCYLLA__REQUEST_TIMEOUT", "2s"),
+                ("USHER_LEDGER__RESERVATION_LEASE", "3s"),
+                ("USHER_LEDGER__JANITOR_INTERVAL", "1s"),
+            ])
+            .start(),
+    );
     let token = node.invite(&["--uses", "100000"]);
     let began = Instant::now();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -306,10 +312,13 @@ async fn a_node_started_before_its_database_waits_for_it() {
         tls: false,
     };
     let contact = "127.0.0.1:9242";
-    let mut node = TestNode::launch(&[
-        ("USHER_SCYLLA__NODES", contact),
-        ("USHER_SCYLLA__KEYSPACE", "usher_late"),
-    ]);
+    let mut node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_SCYLLA__NODES", contact)
+        .set("USHER_SCYLLA__KEYSPACE", "usher_late")
+        .launch();
     // No database yet: the node waits rather than exiting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(node.is_running(), "the node gave up:\n{}", node.log());
@@ -375,7 +384,12 @@ async fn tls_to_the_database_verifies_the_certificate() {
     // Trusting the test CA (the certificate names 127.0.0.1): it works.
     let mut env = base.to_vec();
     env.push(("USHER_SCYLLA__TLS_CA_FILE", ca.as_str()));
-    let mut node = TestNode::start_with(&env);
+    let mut node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set_all(&env)
+        .start();
     node.register("tls-user", PASSWORD).await;
     assert_eq!(
         node.auth(Mech::ScramSha256, "tls-user", PASSWORD).await,
@@ -388,7 +402,12 @@ async fn tls_to_the_database_verifies_the_certificate() {
         let mut env = base.to_vec();
         env.push(("USHER_SCYLLA__TLS_CA_FILE", ca.as_str()));
         env.push(("USHER_SCYLLA__TLS_SERVER_NAME", name));
-        let mut node = TestNode::launch(&env);
+        let mut node = TestNode::builder()
+            .open_registration()
+            .no_rate_limit()
+            .fast_hashing()
+            .set_all(&env)
+            .launch();
         if works {
             node.wait_ready();
             assert_eq!(
@@ -402,7 +421,12 @@ async fn tls_to_the_database_verifies_the_certificate() {
     }
 
     // Without the CA the certificate is not trusted: no storage, no start.
-    let mut node = TestNode::launch(&base);
+    let mut node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set_all(&base)
+        .launch();
     wait_for_log(&mut node, "waiting for the CQL database").await;
     assert!(
         node.log().contains("certificate") || node.log().contains("Certificate"),

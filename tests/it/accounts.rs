@@ -1,15 +1,17 @@
 //! Registration, login with every mechanism, password change, removal, and
 //! persistence across restarts, against the real binary.
 
-mod common;
-
-use common::*;
+use crate::fixture::*;
 use usher::xmpp::{ns, Element};
 use usher_load::client::{Auth, Mech};
 
 #[tokio::test]
 async fn register_then_log_in_with_every_mechanism_and_bind() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let mut c = node.connect_tls().await;
     assert!(c.features.has_child("register", ns::REGISTER_FEATURE));
     assert_eq!(mechanisms(&c), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
@@ -56,7 +58,12 @@ fn mechanisms(c: &usher_load::Client) -> Vec<String> {
 /// stored, only SCRAM-SHA-1 and PLAIN are offered, and both work.
 #[tokio::test]
 async fn scram_hashes_limit_stored_keys_and_offered_mechanisms() {
-    let node = TestNode::start_with(&[("USHER_SCRAM_HASHES", "sha-1")]);
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_SCRAM_HASHES", "sha-1")
+        .start();
     let mut c = node.connect_tls().await;
     assert_eq!(mechanisms(&c), ["SCRAM-SHA-1", "PLAIN"]);
     let reply = c.register("sha1only", PASSWORD).await.unwrap();
@@ -72,7 +79,11 @@ async fn scram_hashes_limit_stored_keys_and_offered_mechanisms() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_user_fail_alike() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("bob", PASSWORD).await;
     for mech in Mech::ALL {
         let wrong = node.auth(mech, "bob", "not the password").await;
@@ -105,7 +116,12 @@ async fn wrong_password_and_unknown_user_fail_alike() {
 
 #[tokio::test]
 async fn too_many_failures_close_the_stream() {
-    let node = TestNode::start_with(&[("USHER_LIMITS__MAX_AUTH_FAILURES", "2")]);
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_LIMITS__MAX_AUTH_FAILURES", "2")
+        .start();
     let mut c = node.connect_tls().await;
     assert!(matches!(
         c.authenticate(Mech::Plain, "x", "yyyyyyyy").await.unwrap(),
@@ -121,7 +137,11 @@ async fn too_many_failures_close_the_stream() {
 
 #[tokio::test]
 async fn invalid_reserved_and_taken_usernames_are_refused() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("carol", PASSWORD).await;
     let mut c = node.connect_tls().await;
     for bad in ["", "with space", "a@b", "x/y", "admin", "\u{2163}"] {
@@ -166,7 +186,11 @@ async fn invalid_reserved_and_taken_usernames_are_refused() {
 
 #[tokio::test]
 async fn registration_form_and_form_submission() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     let mut c = node.connect_tls().await;
     let get = Element::new("iq", ns::CLIENT)
         .with_attr("type", "get")
@@ -204,7 +228,7 @@ async fn registration_form_and_form_submission() {
 
 #[tokio::test]
 async fn invite_only_mode_refuses_registration_without_an_invite() {
-    let node = TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let mut c = node.connect_tls().await;
     let reply = c.register("frank", PASSWORD).await.unwrap();
     assert_iq_error(
@@ -221,7 +245,12 @@ async fn invite_only_mode_refuses_registration_without_an_invite() {
 
 #[tokio::test]
 async fn registration_can_be_switched_off() {
-    let node = TestNode::start_with(&[("USHER_ALLOW_REGISTRATION", "false")]);
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ALLOW_REGISTRATION", "false")
+        .start();
     let mut c = node.connect_tls().await;
     assert!(!c.features.has_child("register", ns::REGISTER_FEATURE));
     let reply = c.register("gina", PASSWORD).await.unwrap();
@@ -230,7 +259,11 @@ async fn registration_can_be_switched_off() {
 
 #[tokio::test]
 async fn registrations_per_address_are_rate_limited() {
-    let node = TestNode::start_with(&[("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "2")]);
+    let node = TestNode::builder()
+        .open_registration()
+        .fast_hashing()
+        .set("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "2")
+        .start();
     let mut c = node.connect_tls().await;
     for name in ["r1", "r2"] {
         let reply = c.register(name, PASSWORD).await.unwrap();
@@ -247,7 +280,11 @@ async fn registrations_per_address_are_rate_limited() {
 
 #[tokio::test]
 async fn password_change_and_account_removal() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("hank", PASSWORD).await;
     let (mut c, _) = usher_load::Client::login(
         node.addr,
@@ -293,7 +330,11 @@ async fn password_change_and_account_removal() {
 
 #[tokio::test]
 async fn accounts_survive_a_graceful_restart_and_a_kill() {
-    let mut node = TestNode::start();
+    let mut node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("ivan", PASSWORD).await;
     let mut open = node.connect_tls().await;
     let status = node.stop();
@@ -322,7 +363,11 @@ async fn accounts_survive_a_graceful_restart_and_a_kill() {
 
 #[tokio::test]
 async fn secrets_stay_out_of_the_log() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("kate", PASSWORD).await;
     assert_eq!(
         node.auth(Mech::Plain, "kate", PASSWORD).await,
@@ -343,7 +388,7 @@ async fn secrets_stay_out_of_the_log() {
 
 #[test]
 fn invalid_configuration_exits_with_code_2_naming_the_key() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .arg("serve")
         .env("USHER_LIMITS__MAX_STANZA_SIZE", "lots")
         .output()
@@ -355,7 +400,7 @@ fn invalid_configuration_exits_with_code_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("usher.toml");
     std::fs::write(&file, "domain = 'example.org'\nc2s_adr = '127.0.0.1:1'\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+    let out = usher_command()
         .args(["serve", "--config"])
         .arg(&file)
         .output()

@@ -2,27 +2,16 @@
 //! invite-tree and fast-chain limits, registration floods, account
 //! enumeration, and the audit trail of who invited whom.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::fixture::*;
 use usher::xmpp::dataform::DataForm;
 use usher::xmpp::ns;
 use usher_load::client::{Auth, Mech};
 use usher_load::Client;
 
 const INVITE: &str = "urn:xmpp:invite#invite";
-
-fn node(extra: &[(&str, &str)]) -> TestNode {
-    let mut env = vec![
-        ("USHER_REGISTRATION_INVITE_ONLY", "true"),
-        ("USHER_ALLOW_USER_INVITES", "true"),
-    ];
-    env.extend_from_slice(extra);
-    TestNode::start_with(&env)
-}
 
 /// Runs the contact-invite command as `user`: the new invite's token, or the
 /// refusal's condition and note.
@@ -34,7 +23,7 @@ async fn mint(node: &TestNode, user: &str) -> Result<String, (String, String)> {
         let form =
             DataForm::parse(cmd.get_child("x", ns::DATA_FORMS).expect("form")).expect("a form");
         let uri = form.value("uri").expect("uri");
-        return Ok(token_in(uri));
+        return Ok(token_of(uri));
     }
     let condition = usher_load::client::error_condition(&reply).unwrap_or_default();
     let note = reply
@@ -45,14 +34,6 @@ async fn mint(node: &TestNode, user: &str) -> Result<String, (String, String)> {
     Err((condition, note))
 }
 
-fn token_in(uri: &str) -> String {
-    uri.split("preauth=")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .expect("a token")
-        .to_owned()
-}
-
 fn json(out: std::process::Output) -> serde_json::Value {
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).expect("JSON")
@@ -60,7 +41,12 @@ fn json(out: std::process::Output) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_mints_end_at_exactly_the_quota() {
-    let node = node(&[("USHER_MAX_INVITES_PER_USER", "7")]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ALLOW_USER_INVITES", "true")
+        .set("USHER_MAX_INVITES_PER_USER", "7")
+        .start();
     node.register_via_invite("ann", PASSWORD).await;
     let attempts: Vec<_> = (0..20)
         .map(|_| {
@@ -92,7 +78,12 @@ async fn twenty_concurrent_mints_end_at_exactly_the_quota() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invite_tree_stops_at_its_limit() {
-    let node = node(&[("USHER_INVITE_TREE__MAX_INVITES", "3")]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ALLOW_USER_INVITES", "true")
+        .set("USHER_INVITE_TREE__MAX_INVITES", "3")
+        .start();
     let root = node.invite(&["--uses", "2"]);
     for user in ["ann", "bo"] {
         let mut c = node.with_invite(&root).await;
@@ -117,7 +108,12 @@ async fn an_invite_tree_stops_at_its_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_chain_is_blocked_then_unblocked() {
-    let node = node(&[("USHER_INVITE_TREE__FAST_CHAIN_WINDOW", "3s")]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ALLOW_USER_INVITES", "true")
+        .set("USHER_INVITE_TREE__FAST_CHAIN_WINDOW", "3s")
+        .start();
     node.register_via_invite("ann", PASSWORD).await; // depth 1
     let invite = mint(&node, "ann").await.expect("depth 1 may mint");
     let mut c = node.with_invite(&invite).await;
@@ -139,7 +135,11 @@ async fn a_fast_chain_is_blocked_then_unblocked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_one_address_is_throttled_while_another_registers() {
-    let node = TestNode::start_with(&[("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "10")]);
+    let node = TestNode::builder()
+        .open_registration()
+        .fast_hashing()
+        .set("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "10")
+        .start();
     let flooder: IpAddr = "127.0.0.1".parse().expect("ip");
     let neighbour: IpAddr = "127.0.0.2".parse().expect("ip");
     let mut created = 0;
@@ -197,7 +197,11 @@ async fn raw_sasl(node: &TestNode, auth: &[u8], response: Option<&[u8]>) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_cannot_tell_a_missing_account_from_a_wrong_password() {
-    let node = TestNode::start();
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
     node.register("bob", PASSWORD).await;
     let b64 = |s: &str| {
         use base64::Engine;
@@ -259,7 +263,11 @@ async fn sasl_cannot_tell_a_missing_account_from_a_wrong_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_trail_shows_ibr_and_presence_redemptions_in_order() {
-    let node = node(&[]);
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_ALLOW_USER_INVITES", "true")
+        .start();
     node.register_via_invite("ann", PASSWORD).await;
     // A contact invite redeemed by registering (IBR)…
     let by_ibr = mint(&node, "ann").await.expect("mint");

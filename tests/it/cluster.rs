@@ -1,15 +1,14 @@
 //! A three-node cluster on this machine (cluster/local-cluster), sharing the
 //! suite's CQL database: registrations through every node on every shard,
 //! and fault scenarios each checked over their whole history. Ignored without
-//! a CQL database, like tests/cql.rs.
-
-mod common;
+//! a CQL database, like the `cql` area.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{check_history, storm, Attempt, LocalCluster};
+use crate::fixture;
+use crate::fixture::cluster::{check_history, storm, Attempt, LocalCluster};
 
 const SHARDS: u32 = 8;
 
@@ -17,11 +16,9 @@ const SHARDS: u32 = 8;
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Fast leases so that checks of crashed registrations settle quickly.
-const FAST: &[(&str, &str)] = &[
+const FAST_LEASES: &[(&str, &str)] = &[
     ("USHER_LEDGER__RESERVATION_LEASE", "3s"),
     ("USHER_LEDGER__JANITOR_INTERVAL", "1s"),
-    ("USHER_REGISTRATION_INVITE_ONLY", "true"),
-    ("USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE", "0"),
 ];
 
 /// `count` invites per shard, created through nodes in turn.
@@ -47,7 +44,11 @@ fn invites_on_every_shard(cluster: &LocalCluster, count: usize, uses: u32) -> Ve
 #[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn three_nodes_register_through_every_node_on_every_shard() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = LocalCluster::start(3, FAST);
+    let cluster = LocalCluster::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set_all(FAST_LEASES)
+        .start(3);
     let status = cluster.cli_json(2, &["cluster", "status"]);
     let nodes = status["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 3, "{status}");
@@ -96,7 +97,13 @@ async fn three_nodes_register_through_every_node_on_every_shard() {
 #[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn killing_a_shard_leader_mid_storm_loses_no_use() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = Arc::new(LocalCluster::start(3, FAST));
+    let cluster = Arc::new(
+        LocalCluster::builder()
+            .no_rate_limit()
+            .fast_hashing()
+            .set_all(FAST_LEASES)
+            .start(3),
+    );
     let invites = Arc::new(invites_on_every_shard(&cluster, 2, 4));
     let alive = Arc::new(Mutex::new(vec![1, 2, 3]));
     let stop = Arc::new(AtomicBool::new(false));
@@ -200,7 +207,11 @@ async fn storm_through(
 #[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_node_killed_between_reserve_and_commit_settles_its_holds() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = LocalCluster::start(3, FAST);
+    let cluster = LocalCluster::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set_all(FAST_LEASES)
+        .start(3);
     for (failpoint, committed) in [("after-reserve", false), ("after-account-write", true)] {
         cluster.ok(&["stop", "2"]);
         let out = cluster.run_with(&["restart", "2"], &[("USHER_FAILPOINTS", failpoint)]);
@@ -240,7 +251,13 @@ async fn a_node_killed_between_reserve_and_commit_settles_its_holds() {
 #[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn isolating_a_shard_leader_then_healing_keeps_uses_exact() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = Arc::new(LocalCluster::start(3, FAST));
+    let cluster = Arc::new(
+        LocalCluster::builder()
+            .no_rate_limit()
+            .fast_hashing()
+            .set_all(FAST_LEASES)
+            .start(3),
+    );
     let invites = invites_on_every_shard(&cluster, 2, 4);
     let first = usher::invites::Token::parse(&invites[0]).expect("token");
     let shard = usher::ledger::shard_of(&first, SHARDS);
@@ -276,7 +293,13 @@ async fn isolating_a_shard_leader_then_healing_keeps_uses_exact() {
 #[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_rolling_restart_under_traffic_keeps_uses_exact() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = Arc::new(LocalCluster::start(3, FAST));
+    let cluster = Arc::new(
+        LocalCluster::builder()
+            .no_rate_limit()
+            .fast_hashing()
+            .set_all(FAST_LEASES)
+            .start(3),
+    );
     let invites = invites_on_every_shard(&cluster, 2, 4);
     let alive = Arc::new(Mutex::new(vec![1, 2, 3]));
     let c = cluster.clone();
@@ -304,7 +327,13 @@ async fn a_rolling_restart_under_traffic_keeps_uses_exact() {
 #[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_node_joins_and_another_leaves_under_traffic() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = Arc::new(LocalCluster::start(3, FAST));
+    let cluster = Arc::new(
+        LocalCluster::builder()
+            .no_rate_limit()
+            .fast_hashing()
+            .set_all(FAST_LEASES)
+            .start(3),
+    );
     let invites = invites_on_every_shard(&cluster, 2, 4);
     let alive = Arc::new(Mutex::new(vec![1, 2, 3]));
     let c = cluster.clone();
@@ -348,18 +377,22 @@ async fn a_node_joins_and_another_leaves_under_traffic() {
 #[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
 async fn a_roster_push_reaches_a_user_on_another_node() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = LocalCluster::start(3, FAST);
+    let cluster = LocalCluster::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set_all(FAST_LEASES)
+        .start(3);
     let root = cluster.invite(1, &[]);
     assert_eq!(cluster.register(1, &root, "alice").await, Attempt::Created);
     // Alice is online on node 1 and has fetched her roster.
     let n1 = cluster.node(1);
     let (mut alice, _) = usher_load::Client::login(
         n1.c2s,
-        common::DOMAIN,
+        fixture::DOMAIN,
         &n1.trust(),
         usher_load::client::Mech::ScramSha256,
         "alice",
-        common::PASSWORD,
+        fixture::PASSWORD,
     )
     .await
     .expect("alice logs in on node 1");
