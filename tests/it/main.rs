@@ -17,5 +17,6 @@ mod cluster;
 mod cql;
 mod http;
 mod invites;
+mod layers;
 mod rosters;
 mod stream;
