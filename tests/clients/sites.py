@@ -9,6 +9,7 @@ import secrets
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 
 from conftest import DOMAIN, ROOT, usher_binary
@@ -104,6 +105,17 @@ async def befriend(endpoint, a, b):
     await sb.close()
 
 
+def usher_todo(symptom):
+    """Marks a test of something usher does not do yet (issue 16) with how it
+    shows today. On usher it is an expected failure and not run (each would
+    wait out its timeouts; `pytest --runxfail` runs them, as the server work
+    will); on another server (TALK_SERVER) it runs plainly. Delete the mark once
+    usher does it."""
+    import pytest
+
+    return pytest.mark.xfail(outside_site() is None, reason=symptom, run=False)
+
+
 def outside_site():
     """The OutsideSite named by the environment, or None."""
     address = os.environ.get("TALK_SERVER")
@@ -132,6 +144,7 @@ class ClusterSite(UsherSite):
             "USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE": "0",
             "USHER_LOG": "usher=debug",
         }
+        self.killed = set()
         self.run("start", "3")
 
     def run(self, *args):
@@ -159,6 +172,27 @@ class ClusterSite(UsherSite):
     async def vanish(self, session, where):
         """kill -9 of the client's node: nobody tells anyone anything."""
         self.run("kill", str(where))
+        self.killed.add(where)
+
+    def revive(self):
+        """Starts the killed nodes again, for the next test."""
+        for where in sorted(self.killed):
+            self._wait_gone(where)
+            self.run("restart", str(where))
+        self.killed.clear()
+
+    def _wait_gone(self, where):
+        # A killed node stays a zombie until init reaps it (seconds, here),
+        # and local-cluster refuses to restart a node whose pid still exists.
+        pid = int((pathlib.Path(self.dir.name) / f"node{where}.pid").read_text())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"node {where} (pid {pid}) did not go away")
 
     def logs(self):
         tails = []

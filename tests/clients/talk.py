@@ -77,7 +77,7 @@ class Session:
             if left <= 0:
                 raise AssertionError(
                     f"{self.jid} received no {kind} {fields} within {timeout}s.\n"
-                    + "\n".join(f"{s.jid} received: {s.events}" for s in _live)
+                    + "\n".join(f"{s.jid} received: {s.events}" for s in _live if s.jid)
                 )
             try:
                 await asyncio.wait_for(self._arrived.wait(), left)
