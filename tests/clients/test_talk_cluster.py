@@ -8,13 +8,14 @@ import os
 import pytest
 
 import scenarios
-from sites import ClusterSite, usher_todo
+from sites import ClusterSite, outside_site, usher_todo
 from talk import run
 
 pytestmark = [
     pytest.mark.cql,
     pytest.mark.skipif(not os.environ.get("TEST_CQL_NODE"),
                        reason="needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"),
+    pytest.mark.skipif(outside_site() is not None, reason="TALK_SERVER is set: a cluster is usher's"),
 ]
 
 PAIRS = ["slixmpp-smack", "smack-slixmpp"]

@@ -173,6 +173,7 @@ public final class Runner {
             connection.connect();
         }
 
+        @SuppressWarnings("deprecation") // addStanzaInterceptor: the only synchronous hook for IQs
         private void listen() {
             connection.addSyncStanzaListener(s -> event(describePresence((Presence) s)), new StanzaTypeFilter(Presence.class));
             connection.addSyncStanzaListener(s -> event(describeMessage((Message) s)), new StanzaTypeFilter(Message.class));
@@ -191,7 +192,9 @@ public final class Runner {
                 }
             }, new StanzaTypeFilter(IQ.class));
             // What Smack asks for at login: the `ver` it sends is from its store.
-            connection.addStanzaSendingListener(s -> {
+            // An interceptor, as sending listeners run later on another thread
+            // and the answer could beat them.
+            connection.addStanzaInterceptor(s -> {
                 RosterPacket get = (RosterPacket) s;
                 if (get.getType() == IQ.Type.get) {
                     rosterGets.add(get.getStanzaId());
