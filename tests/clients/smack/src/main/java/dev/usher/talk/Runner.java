@@ -65,6 +65,9 @@ public final class Runner {
     private static final long TIMEOUT_MS = 20_000;
 
     public static void main(String[] args) throws Exception {
+        // stdout carries the protocol alone; Smack's debugger and anything
+        // else printing goes to the log.
+        System.setOut(System.err);
         SmackConfiguration.DEBUG = System.getenv("TALK_SMACK_DEBUG") != null;
         SmackConfiguration.setDefaultReplyTimeout((int) TIMEOUT_MS);
         // Commands run concurrently (one client may wait while another acts);
