@@ -49,7 +49,7 @@ def test_killing_a_contacts_node_shows_him_unavailable(site, pair):
     run(scenarios.vanish, site, pair)
 
 
-@usher_todo(BOUNCED + "; nothing is routed between nodes")
+@usher_todo(BOUNCED + ", across nodes too")
 @pytest.mark.parametrize("pair", PAIRS, indirect=True)
 def test_chat_both_ways_across_nodes(site, pair):
     run(scenarios.chat_both_ways, site, pair)
