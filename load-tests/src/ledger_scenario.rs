@@ -194,8 +194,8 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                 let reservation = format!("{run_id}-{i}");
                 let reserve = Command::Reserve {
                     token: token.clone(),
-                    reservation: reservation.clone(),
-                    username: format!("u{i}"),
+                    reservation: reservation.clone().into(),
+                    username: user(i),
                     purpose: Purpose::Register,
                     validated_at: now_millis(),
                     lease_until: now_millis() + 60_000,
@@ -206,7 +206,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                     Outcome::Reserved(_) => {}
                     other => bail!("reserve: {other:?}"),
                 }
-                let commit = Command::Commit { token, reservation };
+                let commit = Command::Commit {
+                    token,
+                    reservation: reservation.into(),
+                };
                 match target.propose(shards, commit).await? {
                     Outcome::Committed => Ok(()),
                     other => bail!("commit: {other:?}"),
@@ -219,4 +222,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         ledger.shutdown().await;
     }
     Ok(())
+}
+
+/// The made-up account of client `i` (always a valid name).
+fn user(i: usize) -> usher::xmpp::jid::Username {
+    usher::xmpp::jid::Username::parse(&format!("u{i}")).expect("u<number> is a valid username")
 }

@@ -76,7 +76,7 @@ fn state_to_proto(s: InviteStatus) -> proto::InviteState {
 fn to_proto(v: InviteView) -> proto::Invite {
     let pending = v.invite.pending();
     let remaining = v.invite.remaining();
-    let minted_by = v.invite.minted_by.unwrap_or_default();
+    let minted_by = v.invite.minted_by.map(String::from).unwrap_or_default();
     let tree = v
         .invite
         .tree
@@ -86,8 +86,8 @@ fn to_proto(v: InviteView) -> proto::Invite {
     proto::Invite {
         token: s.token.as_str().to_owned(),
         kind: kind_to_proto(s.kind) as i32,
-        username: s.username.unwrap_or_default(),
-        inviter: s.inviter.unwrap_or_default(),
+        username: s.username.map(String::from).unwrap_or_default(),
+        inviter: s.inviter.map(String::from).unwrap_or_default(),
         allow_registration: s.allow_registration,
         max_uses: s.max_uses,
         uses: v.invite.uses,
@@ -139,7 +139,7 @@ fn event_to_proto(e: HistoryEntry) -> proto::InviteEvent {
                 path,
             },
         ) => {
-            out.reservation = reservation;
+            out.reservation = reservation.to_string();
             out.account = account;
             out.node = node;
             out.path = path.as_str().to_owned();
@@ -148,7 +148,7 @@ fn event_to_proto(e: HistoryEntry) -> proto::InviteEvent {
             reservation,
             account,
         }) => {
-            out.reservation = reservation;
+            out.reservation = reservation.to_string();
             out.account = account;
         }
         Some(EventKind::Revoked) | None => {}
@@ -170,7 +170,7 @@ fn origin_to_proto(v: OriginView) -> proto::AccountOrigin {
     };
     if let Some(o) = v.origin {
         out.invite = o.invite.as_str().to_owned();
-        out.inviter = o.inviter.unwrap_or_default();
+        out.inviter = o.inviter.map(String::from).unwrap_or_default();
         out.tree = o.tree.as_str().to_owned();
         out.depth = o.depth;
         out.registered_at_ms = o.registered_at;

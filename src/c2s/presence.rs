@@ -5,7 +5,7 @@
 use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
 use crate::clock::now_millis;
-use crate::invites::{Command, InviteKind, Outcome, Purpose, Token};
+use crate::invites::{Command, InviteKind, Outcome, Purpose, ReservationId, Token};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::stanza::{PresenceType, Subscription};
@@ -195,12 +195,12 @@ impl Session {
         if !fits {
             return Ok(false);
         }
-        let reservation = crate::secrets::random_id(16);
+        let reservation = ReservationId::generate();
         let lease = self.shared.config.ledger.reservation_lease.as_millis() as u64;
         let reserve = Command::Reserve {
             token: token.clone(),
             reservation: reservation.clone(),
-            username: user.as_str().to_owned(),
+            username: user.clone(),
             purpose: Purpose::Subscribe,
             validated_at: now,
             lease_until: now + lease,

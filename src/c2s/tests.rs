@@ -128,10 +128,7 @@ impl Driver {
 
     async fn add_account(&self, name: &str, password: &str) {
         let account = Account {
-            username: crate::xmpp::jid::Username::parse(name)
-                .unwrap()
-                .as_str()
-                .to_owned(),
+            username: crate::xmpp::jid::Username::parse(name).unwrap(),
             credentials: Credentials::derive(password, 4096, &HashAlg::ALL),
             created_at: 0,
             roles: vec![],

@@ -64,6 +64,7 @@ pub fn landing_url(base: &str, token: &Token) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xmpp::jid::Username;
 
     fn spec(
         kind: InviteKind,
@@ -74,8 +75,8 @@ mod tests {
         InviteSpec {
             token: Token::parse("AAAAAAAAAAAAAAAAAAAAAA").unwrap(),
             kind,
-            username: username.map(str::to_owned),
-            inviter: inviter.map(str::to_owned),
+            username: username.map(|u| Username::parse(u).unwrap()),
+            inviter: inviter.map(|u| Username::parse(u).unwrap()),
             allow_registration: ibr,
             max_uses: Some(1),
             roles: vec![],

@@ -110,8 +110,9 @@ impl Issuer {
                         token: token.clone(),
                         inviter: invite
                             .minted_by
-                            .clone()
-                            .or_else(|| invite.spec.inviter.clone())
+                            .as_ref()
+                            .or(invite.spec.inviter.as_ref())
+                            .map(|u| u.to_string())
                             .or_else(|| invite.spec.created_by.clone()),
                         event: None,
                     })

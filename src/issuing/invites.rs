@@ -180,8 +180,8 @@ impl Issuer {
         let spec = InviteSpec {
             token: Token::generate(),
             kind,
-            username: username.map(|u| u.as_str().to_owned()),
-            inviter: inviter.map(|u| u.as_str().to_owned()),
+            username,
+            inviter,
             allow_registration: kind == InviteKind::Contact && req.allow_registration,
             max_uses,
             roles: labels("role", req.roles)?,
@@ -204,7 +204,7 @@ impl Issuer {
         let command = match (&minter, &limits) {
             (Some(user), Some(limits)) => Command::Mint {
                 spec,
-                minter: user.as_str().to_owned(),
+                minter: user.clone(),
                 limits: limits.clone(),
             },
             _ => Command::Create(spec),

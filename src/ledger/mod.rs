@@ -486,8 +486,8 @@ mod tests {
     fn reserve(token: &Token, n: usize) -> Command {
         Command::Reserve {
             token: token.clone(),
-            reservation: format!("res-{n}"),
-            username: format!("user{n}"),
+            reservation: format!("res-{n}").into(),
+            username: crate::xmpp::jid::Username::parse(&format!("user{n}")).unwrap(),
             purpose: Purpose::Register,
             validated_at: now_millis(),
             lease_until: now_millis() + 60_000,
@@ -535,7 +535,7 @@ mod tests {
                 ledger
                     .propose(Command::Commit {
                         token: token.clone(),
-                        reservation: id,
+                        reservation: id.into(),
                     })
                     .await
                     .unwrap(),

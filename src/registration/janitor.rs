@@ -10,7 +10,6 @@ use crate::accounts::AccountStore;
 use crate::clock::now_millis;
 use crate::invites::{Command, Outcome, Purpose};
 use crate::ledger::LedgerHandle;
-use crate::xmpp::jid::Username;
 
 /// Expired invites are kept this long (for listing) before they are forgotten.
 const RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -62,11 +61,11 @@ pub async fn resolve_expired_leases(
     }
     let mut resolved = 0;
     for (id, token, reservation) in expired {
-        let account_has_it = match (reservation.purpose, Username::parse(&reservation.username)) {
-            (Purpose::Register, Ok(user)) => accounts
-                .get(&user)
+        let account_has_it = match reservation.purpose {
+            Purpose::Register => accounts
+                .get(&reservation.username)
                 .await?
-                .is_some_and(|a| a.reservation.as_deref() == Some(id.as_str())),
+                .is_some_and(|a| a.reservation.as_ref() == Some(&id)),
             // A subscription leaves no account row behind: give the use back.
             _ => false,
         };

@@ -84,6 +84,20 @@ impl fmt::Display for Username {
     }
 }
 
+/// A checked name reads as the string it is (and looks up like one).
+impl std::ops::Deref for Username {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Username {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TryFrom<String> for Username {
     type Error = JidError;
     fn try_from(s: String) -> Result<Username, JidError> {
