@@ -273,7 +273,7 @@ impl Scene {
         let audit_secs = audit_began.elapsed().as_secs_f64();
 
         let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
-        for r in &history {
+        for r in history.iter().chain(&probes) {
             if let Attempt::Refused(kind, condition) = &r.outcome {
                 *refusals.entry(format!("{kind}/{condition}")).or_default() += 1;
             }
@@ -293,7 +293,12 @@ impl Scene {
             .filter(unanswered)
             .filter(|r| Some(r.node) == faulted.victim && r.took >= CLIENT_PATIENCE)
             .count();
-        let slowest = history.iter().map(|r| r.took).max().unwrap_or_default();
+        let slowest = history
+            .iter()
+            .chain(&probes)
+            .map(|r| r.took)
+            .max()
+            .unwrap_or_default();
         let mut created: Vec<Instant> = history
             .iter()
             .filter(|r| r.outcome == Attempt::Created)
@@ -311,9 +316,9 @@ impl Scene {
             "setup_secs": (self.setup.as_secs_f64() * 10.0).round() / 10.0,
             "storm_secs": (storm_secs * 10.0).round() / 10.0,
             "audit_secs": (audit_secs * 10.0).round() / 10.0,
-            "attempts": history.len(),
+            "attempts": history.len() + probes.len(),
             "acknowledged": audit.acknowledged,
-            "no_answer": history.iter().filter(unanswered).count(),
+            "no_answer": history.iter().chain(&probes).filter(unanswered).count(),
             "refused": refusals,
             "hung_elsewhere": hung_elsewhere,
             "hung_at_victim": hung_at_victim,
