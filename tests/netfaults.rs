@@ -421,3 +421,79 @@ async fn netns_leader_link_down() {
         "the node whose link came back never served the shard again"
     );
 }
+
+/// A known bug, reproduced on purpose (README, "Network fault tests"): an
+/// account write held up in the network lands after its lease ran out and
+/// the janitor, finding no account, released the use to someone else — one
+/// invite, more accounts than uses. Fails until the saga fences late writes;
+/// scripts/test-all and cluster/soak skip the `known_bug_` tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug, fails today; needs root and a CQL database the namespaces reach"]
+async fn known_bug_an_account_write_delayed_past_its_lease_lands_after_the_release() {
+    use common::cluster::{audit_history, Record};
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let cluster = common::netns::start(3);
+    let token = cluster.invite(1, &["--uses", "1"]);
+    let shard = common::netns::shard_of(&token);
+    // Leaders move for a while after the last node joined; the node cut off
+    // must not lead the shard, or nobody could settle its hold.
+    let mut leader = cluster.leader_of(1, shard) as u32;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = cluster.leader_of(1, shard) as u32;
+        if now == leader {
+            break;
+        }
+        leader = now;
+    }
+    let victim = (1..=3).find(|n| *n != leader).expect("a follower");
+    let other = (1..=3)
+        .find(|n| *n != leader && *n != victim)
+        .expect("another follower");
+    // The follower loses the database (and only it): the reservation goes
+    // through Raft, the account write waits in its TCP send queue.
+    cluster.ok(&["dbcut", &victim.to_string()]);
+    let began = Instant::now();
+    let first = cluster.register(victim, &token, "late").await;
+    let first_took = began.elapsed();
+    // The shard's leader settles the hold at lease end (3 s): no account, so
+    // the use is released.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = cluster.cli_json(other, &["invite", "show", &token]);
+        if v["pending"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hold never settled: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let second = cluster.register(other, &token, "second").await;
+    cluster.ok(&["heal", &victim.to_string()]);
+    let healed = Instant::now();
+    // The held-up write goes out at the connection's next retransmission.
+    let mut landed = None;
+    while healed.elapsed() < Duration::from_secs(40) {
+        if cluster.can_log_in(other, "late").await {
+            landed = Some(healed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let record = |user: &str, node: u32, outcome: Attempt| Record {
+        invite: token.clone(),
+        user: user.to_owned(),
+        node,
+        at: Instant::now(),
+        took: Duration::ZERO,
+        outcome,
+    };
+    let history = vec![
+        record("late", victim, first.clone()),
+        record("second", other, second.clone()),
+    ];
+    let audit = audit_history(&cluster, other, &history, 1).await;
+    println!(
+        "first {first:?} after {first_took:?}; second {second:?}; the late write landed {landed:?} after healing; {audit:?}"
+    );
+    assert!(audit.clean(), "history check: {audit:#?}");
+}
