@@ -421,7 +421,8 @@ impl Audit {
 }
 
 /// `invite show` through node `via`, retried over a few seconds (an election
-/// may be under way); `None` if the ledger does not know the invite.
+/// may be under way); `None` if it never answered (the ledger does not know
+/// the invite, or cannot say).
 async fn show_invite(cluster: &LocalCluster, via: u32, token: &str) -> Option<serde_json::Value> {
     for _ in 0..10 {
         let out = cluster.cli(via, &["invite", "show", token, "--json"]);
@@ -474,7 +475,7 @@ pub async fn audit_history(
             audit.lost_invites += 1;
             audit
                 .details
-                .push(format!("{token}: the ledger does not know it"));
+                .push(format!("{token}: `invite show` through node {via} failed"));
             continue;
         };
         if v["pending"] != 0 {
