@@ -18,5 +18,6 @@ mod cql;
 mod http;
 mod invites;
 mod layers;
+mod netfaults;
 mod rosters;
 mod stream;
