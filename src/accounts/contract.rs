@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, Subscription};
+use super::{
+    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
+    Subscription,
+};
 use crate::xmpp::jid::Username;
 use crate::xmpp::sasl::HashAlg;
 
@@ -133,11 +136,63 @@ pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
         .unwrap());
     assert_eq!(store.roster(&bob).await.unwrap().len(), 1);
 
-    // Deleting an account takes its roster with it, and frees the name.
+    // A pre-approval is kept with the item.
+    let mut erin = RosterItem::new("erin@localhost");
+    assert!(erin.pre_approve());
+    store.put_roster_item(&bob, erin.clone()).await.unwrap();
+    assert_eq!(
+        store.roster_item(&bob, "erin@localhost").await.unwrap(),
+        Some(erin)
+    );
+
+    // Offline messages: kept in order up to the limit, taken once.
+    let msg = |n: u64| OfflineMessage {
+        stored_at: 1_700_000_000_000 + n,
+        stanza: format!("<message to='bob@localhost'><body>m{n}</body></message>"),
+    };
+    assert!(store.take_offline(&bob).await.unwrap().is_empty());
+    for n in 0..3 {
+        assert_eq!(
+            store.push_offline(&bob, msg(n), 3).await.unwrap(),
+            Queued::Stored
+        );
+    }
+    assert_eq!(
+        store.push_offline(&bob, msg(3), 3).await.unwrap(),
+        Queued::Full
+    );
+    store.push_offline(&alice, msg(9), 3).await.unwrap();
+    let taken = store.take_offline(&bob).await.unwrap();
+    assert_eq!(taken, vec![msg(0), msg(1), msg(2)]);
+    assert!(store.take_offline(&bob).await.unwrap().is_empty());
+    // Room again once taken.
+    assert_eq!(
+        store.push_offline(&bob, msg(4), 3).await.unwrap(),
+        Queued::Stored
+    );
+    // Many takers at once: every message goes to exactly one of them.
+    for n in 5..10 {
+        store.push_offline(&bob, msg(n), 100).await.unwrap();
+    }
+    let mut takers = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        let bob = bob.clone();
+        takers.push(tokio::spawn(async move { store.take_offline(&bob).await }));
+    }
+    let mut all = Vec::new();
+    for t in takers {
+        all.extend(t.await.unwrap().unwrap());
+    }
+    all.sort_by_key(|m| m.stored_at);
+    assert_eq!(all, (4..10).map(msg).collect::<Vec<_>>());
+
+    // Deleting an account takes its roster and messages with it, and frees the name.
     assert!(store.delete(&alice).await.unwrap());
     assert!(!store.delete(&alice).await.unwrap());
     assert!(store.get(&alice).await.unwrap().is_none());
     assert!(store.roster(&alice).await.unwrap().is_empty());
+    assert!(store.take_offline(&alice).await.unwrap().is_empty());
     assert_eq!(
         store
             .create(account(&name("alice"), "again"))

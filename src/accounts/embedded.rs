@@ -7,7 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
+use super::{
+    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
+    StoreError,
+};
 use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
 
@@ -16,8 +19,21 @@ const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 /// "user\0contact" → roster item (JSON); the user's items share a key prefix.
 const ROSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("rosters");
 
+/// "user\0sequence" → offline message (JSON); the sequence is zero-padded so
+/// that keys sort in the order the messages came.
+const OFFLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("offline");
+
 fn roster_key(user: &str, jid: &str) -> String {
     format!("{user}\0{jid}")
+}
+
+fn offline_key(user: &str, seq: u64) -> String {
+    format!("{user}\0{seq:020}")
+}
+
+/// The key range holding every row of `user` in a table keyed "user\0…".
+fn user_range(user: &str) -> (String, String) {
+    (format!("{user}\0"), format!("{user}\0\u{10FFFF}"))
 }
 
 #[derive(Clone)]
@@ -44,6 +60,7 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(ACCOUNTS).map_err(unavailable)?;
         txn.open_table(ROSTERS).map_err(unavailable)?;
+        txn.open_table(OFFLINE).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -167,6 +184,13 @@ impl AccountStore for EmbeddedStore {
                     .retain_in(from.as_str()..to.as_str(), |_, _| false)
                     .map_err(unavailable)?;
             }
+            {
+                let mut offline = txn.open_table(OFFLINE).map_err(unavailable)?;
+                let (from, to) = user_range(&name);
+                offline
+                    .retain_in(from.as_str()..to.as_str(), |_, _| false)
+                    .map_err(unavailable)?;
+            }
             txn.commit().map_err(unavailable)?;
             Ok(existed)
         })
@@ -250,6 +274,88 @@ impl AccountStore for EmbeddedStore {
                 .is_some();
             txn.commit().map_err(unavailable)?;
             Ok(existed)
+        })
+        .await
+    }
+
+    async fn push_offline(
+        &self,
+        username: &Username,
+        message: OfflineMessage,
+        max: usize,
+    ) -> Result<Queued, StoreError> {
+        let name = username.as_str().to_owned();
+        self.blocking(move |db| {
+            let bytes = serde_json::to_vec(&message).map_err(unavailable)?;
+            let txn = db.begin_write().map_err(unavailable)?;
+            let queued = {
+                let mut table = txn.open_table(OFFLINE).map_err(unavailable)?;
+                let (from, to) = user_range(&name);
+                let mut held = 0usize;
+                let mut last = None;
+                for row in table
+                    .range(from.as_str()..to.as_str())
+                    .map_err(unavailable)?
+                {
+                    let (key, _) = row.map_err(unavailable)?;
+                    held += 1;
+                    last = Some(key.value().to_owned());
+                }
+                if held >= max {
+                    Queued::Full
+                } else {
+                    let next = last
+                        .and_then(|k| k.rsplit('\0').next().and_then(|s| s.parse::<u64>().ok()))
+                        .map_or(0, |seq| seq + 1);
+                    table
+                        .insert(offline_key(&name, next).as_str(), bytes.as_slice())
+                        .map_err(unavailable)?;
+                    Queued::Stored
+                }
+            };
+            match queued {
+                Queued::Stored => txn.commit().map_err(unavailable)?,
+                Queued::Full => txn.abort().map_err(unavailable)?,
+            }
+            Ok(queued)
+        })
+        .await
+    }
+
+    async fn take_offline(&self, username: &Username) -> Result<Vec<OfflineMessage>, StoreError> {
+        let name = username.as_str().to_owned();
+        self.blocking(move |db| {
+            // One write transaction reads and removes: a second taker waits
+            // for it and finds the queue empty.
+            let txn = db.begin_write().map_err(unavailable)?;
+            let mut messages = Vec::new();
+            {
+                let mut table = txn.open_table(OFFLINE).map_err(unavailable)?;
+                let (from, to) = user_range(&name);
+                for row in table
+                    .range(from.as_str()..to.as_str())
+                    .map_err(unavailable)?
+                {
+                    let (_, bytes) = row.map_err(unavailable)?;
+                    messages.push(serde_json::from_slice(bytes.value()).map_err(|e| {
+                        StoreError::Corrupt {
+                            username: name.clone(),
+                            reason: format!("offline message: {e}"),
+                        }
+                    })?);
+                }
+                if !messages.is_empty() {
+                    table
+                        .retain_in(from.as_str()..to.as_str(), |_, _| false)
+                        .map_err(unavailable)?;
+                }
+            }
+            if messages.is_empty() {
+                txn.abort().map_err(unavailable)?;
+            } else {
+                txn.commit().map_err(unavailable)?;
+            }
+            Ok(messages)
         })
         .await
     }

@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
+use super::{
+    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
+    StoreError,
+};
 use crate::invites::ReservationId;
 use crate::metrics::STORE_SECONDS;
 use crate::xmpp::jid::Username;
@@ -75,6 +78,19 @@ impl AccountStore for MeteredStore {
 
     async fn remove_roster_item(&self, username: &Username, jid: &str) -> Result<bool, StoreError> {
         timed("roster_remove", self.0.remove_roster_item(username, jid)).await
+    }
+
+    async fn push_offline(
+        &self,
+        username: &Username,
+        message: OfflineMessage,
+        max: usize,
+    ) -> Result<Queued, StoreError> {
+        timed("offline_push", self.0.push_offline(username, message, max)).await
+    }
+
+    async fn take_offline(&self, username: &Username) -> Result<Vec<OfflineMessage>, StoreError> {
+        timed("offline_take", self.0.take_offline(username)).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ pub mod cql_tls;
 pub mod credentials;
 pub mod embedded;
 pub mod metered;
+pub mod offline;
 pub mod roster;
 pub mod scylla;
 
@@ -14,7 +15,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use credentials::Credentials;
-pub use roster::{RosterItem, Subscription};
+pub use offline::{OfflineMessage, Queued};
+pub use roster::{roster_version, RosterItem, Subscription};
 
 use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
@@ -66,7 +68,8 @@ pub trait AccountStore: Send + Sync + 'static {
         reservation: Option<ReservationId>,
     ) -> Result<bool, StoreError>;
 
-    /// Removes the account and its roster; false when there was none.
+    /// Removes the account, its roster and its offline messages; false when
+    /// there was none.
     async fn delete(&self, username: &Username) -> Result<bool, StoreError>;
 
     /// The user's roster, including stored inbound requests.
@@ -87,6 +90,19 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Removes the item; false when there was none.
     async fn remove_roster_item(&self, username: &Username, jid: &str) -> Result<bool, StoreError>;
+
+    /// Appends `message` to the user's offline queue unless it holds `max`
+    /// messages already.
+    async fn push_offline(
+        &self,
+        username: &Username,
+        message: OfflineMessage,
+        max: usize,
+    ) -> Result<Queued, StoreError>;
+
+    /// Removes and returns the user's offline messages, oldest first. Each
+    /// message goes to one caller only, however many take at once.
+    async fn take_offline(&self, username: &Username) -> Result<Vec<OfflineMessage>, StoreError>;
 
     /// Makes every completed write durable (called at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;

@@ -60,6 +60,10 @@ pub struct RosterItem {
     /// The contact asked to see the user's presence; the user has not answered.
     #[serde(default)]
     pub pending_in: bool,
+    /// The user approved a subscription the contact has not asked for yet
+    /// (RFC 6121 §3.4): the contact's request will be approved at once.
+    #[serde(default)]
+    pub approved: bool,
 }
 
 impl RosterItem {
@@ -71,6 +75,7 @@ impl RosterItem {
             subscription: Subscription::None,
             ask: false,
             pending_in: false,
+            approved: false,
         }
     }
 
@@ -80,6 +85,7 @@ impl RosterItem {
         !self.pending_in
             || self.subscription != Subscription::None
             || self.ask
+            || self.approved
             || self.name.is_some()
             || !self.groups.is_empty()
     }
@@ -107,7 +113,18 @@ impl RosterItem {
     /// The user approved the contact (`subscribed` went out).
     pub fn sent_subscribed(&mut self) {
         self.pending_in = false;
+        self.approved = false;
         self.subscription = Subscription::with(self.subscription.has_to(), true);
+    }
+
+    /// The user approved the contact before being asked (RFC 6121 §3.4); false
+    /// when there is nothing to pre-approve (the contact already has it).
+    pub fn pre_approve(&mut self) -> bool {
+        if self.subscription.has_from() {
+            return false;
+        }
+        self.approved = true;
+        true
     }
 
     /// The user stopped following the contact (`unsubscribe` went out), or the
@@ -121,8 +138,38 @@ impl RosterItem {
     /// user cancelled it (`unsubscribed` went out).
     pub fn lose_from(&mut self) {
         self.pending_in = false;
+        self.approved = false;
         self.subscription = Subscription::with(self.subscription.has_to(), false);
     }
+}
+
+/// The roster version (RFC 6121 §2.6) of a roster: a digest of what its owner
+/// sees (the visible items, in JID order). Any change a client can see gives a
+/// new version and a roster that is back to an earlier state has that state's
+/// version, so a client holding it holds the roster; it needs no counter in
+/// the store, and both stores compute it alike.
+pub fn roster_version(items: &[RosterItem]) -> String {
+    use sha2::Digest as _;
+    let mut visible: Vec<&RosterItem> = items.iter().filter(|i| i.is_visible()).collect();
+    visible.sort_by(|a, b| a.jid.cmp(&b.jid));
+    let mut hash = sha2::Sha256::new();
+    for item in visible {
+        // Only what the wire form carries: a hidden request flag is no change.
+        let seen = (
+            &item.jid,
+            &item.name,
+            &item.groups,
+            item.subscription.as_str(),
+            item.ask,
+            item.approved,
+        );
+        if let Ok(bytes) = serde_json::to_vec(&seen) {
+            hash.update(&bytes);
+            hash.update(b"\n");
+        }
+    }
+    let digest = hash.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -162,5 +209,45 @@ mod tests {
         // Asking for what one already has sets no ask flag.
         b.sent_subscribe();
         assert!(!b.ask);
+    }
+
+    #[test]
+    fn a_pre_approval_holds_until_the_subscription_exists() {
+        let mut a = RosterItem::new("bob@x");
+        assert!(a.pre_approve() && a.approved && a.is_visible());
+        a.sent_subscribed();
+        assert!(!a.approved && a.subscription == Subscription::From);
+        // Nothing to pre-approve once bob has it.
+        assert!(!a.pre_approve() && !a.approved);
+        a.lose_from();
+        assert!(a.pre_approve());
+        a.lose_from();
+        assert!(!a.approved);
+    }
+
+    #[test]
+    fn the_version_follows_what_the_owner_sees() {
+        let mut bob = RosterItem::new("bob@x");
+        bob.subscription = Subscription::Both;
+        let carol = RosterItem::new("carol@x");
+        let v1 = roster_version(&[bob.clone()]);
+        assert_eq!(v1.len(), 16);
+        // The order items come from the store in does not matter.
+        assert_eq!(
+            roster_version(&[bob.clone(), carol.clone()]),
+            roster_version(&[carol.clone(), bob.clone()])
+        );
+        assert_ne!(roster_version(&[bob.clone(), carol.clone()]), v1);
+        // A hidden inbound request is not part of the roster the owner sees.
+        let mut dave = RosterItem::new("dave@x");
+        dave.pending_in = true;
+        assert_eq!(roster_version(&[bob.clone(), dave]), v1);
+        let mut renamed = bob.clone();
+        renamed.name = Some("Bob".into());
+        assert_ne!(roster_version(&[renamed]), v1);
+        let mut asked = bob;
+        asked.ask = true;
+        assert_ne!(roster_version(&[asked]), v1);
+        assert_ne!(roster_version(&[]), v1);
     }
 }

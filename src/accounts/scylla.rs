@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
+use super::{
+    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
+    StoreError,
+};
 use crate::config::ScyllaConfig;
 use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
@@ -40,6 +43,11 @@ struct Statements {
     select_roster_item: PreparedStatement,
     upsert_roster_item: PreparedStatement,
     delete_roster_item: PreparedStatement,
+    count_offline: PreparedStatement,
+    insert_offline: PreparedStatement,
+    select_offline: PreparedStatement,
+    claim_offline: PreparedStatement,
+    delete_offline: PreparedStatement,
 }
 
 pub struct ScyllaStore {
@@ -84,6 +92,13 @@ impl ScyllaStore {
             format!(
                 "CREATE TABLE IF NOT EXISTS {ks}.rosters (username text, contact text, item text, \
                  PRIMARY KEY (username, contact))"
+            ),
+            // Offline messages by user, in the order they came (the id starts
+            // with the time it was stored).
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.offline (username text, id bigint, \
+                 stored_at bigint, stanza text, PRIMARY KEY (username, id)) \
+                 WITH CLUSTERING ORDER BY (id ASC)"
             ),
         ] {
             session.query_unpaged(ddl, ()).await.map_err(unavailable)?;
@@ -144,6 +159,24 @@ impl ScyllaStore {
                 true,
             )
             .await?,
+            count_offline: prepare(format!("SELECT COUNT(*) FROM {ks}.offline WHERE username = ?"), false).await?,
+            insert_offline: prepare(
+                format!("INSERT INTO {ks}.offline (username, id, stored_at, stanza) VALUES (?, ?, ?, ?)"),
+                false,
+            )
+            .await?,
+            select_offline: prepare(
+                format!("SELECT id, stored_at, stanza FROM {ks}.offline WHERE username = ?"),
+                false,
+            )
+            .await?,
+            // A lightweight transaction: of several takers, one sees it applied.
+            claim_offline: prepare(
+                format!("DELETE FROM {ks}.offline WHERE username = ? AND id = ? IF EXISTS"),
+                true,
+            )
+            .await?,
+            delete_offline: prepare(format!("DELETE FROM {ks}.offline WHERE username = ?"), false).await?,
         };
         Ok(ScyllaStore {
             session,
@@ -306,6 +339,7 @@ impl AccountStore for ScyllaStore {
         let result = self.run(&self.st.delete_account, (name,)).await?;
         let existed = applied(result)?;
         self.run(&self.st.delete_roster, (name,)).await?;
+        self.run(&self.st.delete_offline, (name,)).await?;
         Ok(existed)
     }
 
@@ -352,6 +386,62 @@ impl AccountStore for ScyllaStore {
             .run(&self.st.delete_roster_item, (username.as_str(), jid))
             .await?;
         applied(result)
+    }
+
+    async fn push_offline(
+        &self,
+        username: &Username,
+        message: OfflineMessage,
+        max: usize,
+    ) -> Result<Queued, StoreError> {
+        let name = username.as_str();
+        let result = self.run(&self.st.count_offline, (name,)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        let (held,): (i64,) = rows.first_row().map_err(unavailable)?;
+        // Counted, then written: senders racing on one queue may each pass
+        // the check, so the queue can exceed `max` by the number of racers.
+        if usize::try_from(held).unwrap_or(usize::MAX) >= max {
+            return Ok(Queued::Full);
+        }
+        let stored_at = i64::try_from(message.stored_at).unwrap_or(i64::MAX >> 20);
+        let id = (stored_at << 20) | i64::from(rand::random::<u32>() & 0xF_FFFF);
+        self.run(
+            &self.st.insert_offline,
+            (name, id, stored_at, message.stanza.as_str()),
+        )
+        .await?;
+        Ok(Queued::Stored)
+    }
+
+    async fn take_offline(&self, username: &Username) -> Result<Vec<OfflineMessage>, StoreError> {
+        let name = username.as_str();
+        let result = self.run(&self.st.select_offline, (name,)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        let queued: Vec<(i64, i64, String)> = rows
+            .rows::<(i64, i64, String)>()
+            .map_err(|e| corrupt(name, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(name, e))?;
+        let claims = queued.iter().map(|(id, _, _)| async move {
+            let result = self.run(&self.st.claim_offline, (name, *id)).await?;
+            applied(result)
+        });
+        let claimed = futures_util::future::join_all(claims).await;
+        let mut messages = Vec::new();
+        for ((_, stored_at, stanza), claim) in queued.into_iter().zip(claimed) {
+            match claim {
+                Ok(true) => messages.push(OfflineMessage {
+                    stored_at: u64::try_from(stored_at).unwrap_or(0),
+                    stanza,
+                }),
+                // Another node took it first and delivers it.
+                Ok(false) => {}
+                // Kept for the next take unless the delete did land; the
+                // ones already claimed must be delivered, so no error here.
+                Err(e) => tracing::warn!(error = %e, "an offline message could not be claimed"),
+            }
+        }
+        Ok(messages)
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
