@@ -19,3 +19,9 @@ pub fn now_unix() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// A duration in whole milliseconds, saturating (config values are bounded,
+/// so nothing near the limit is ever reached).
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

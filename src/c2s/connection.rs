@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::io::{Outbox, Pump};
 use super::session::Session;
@@ -130,7 +131,7 @@ pub async fn serve_connection(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<C2sShared>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     guard: ConnectionGuard,
 ) {
     let stream = match tokio::net::TcpStream::from_std(stream) {

@@ -35,8 +35,10 @@ pub struct C2sShared {
     pub registrar: Arc<crate::registration::Registrar>,
     /// Seeds the decoy SCRAM salts of unknown users; stable across restarts.
     pub decoy_secret: Vec<u8>,
-    /// Open connections, for `limits.max_connections`.
+    /// Open connections, and how many may be (`limits.max_connections`, or
+    /// what the open-file limit leaves room for).
     pub connections: Arc<AtomicUsize>,
+    pub max_connections: usize,
     /// Bound sessions on this node.
     pub directory: Arc<crate::sessions::SessionDirectory>,
 }

@@ -178,6 +178,7 @@ async fn shared(config: Config) -> Arc<C2sShared> {
         registrar,
         decoy_secret: vec![7; 32],
         connections: Arc::new(AtomicUsize::new(0)),
+        max_connections: 100,
         directory,
     })
 }

@@ -16,7 +16,9 @@ pub struct Limits {
     /// How long a stream may stay silent before it authenticates.
     #[serde(with = "humantime_serde")]
     pub pre_auth_idle_timeout: Duration,
-    pub max_connections: usize,
+    /// Client connections at once; unset: what the open-file limit leaves
+    /// room for (checked at start either way).
+    pub max_connections: Option<usize>,
     /// Registration attempts per IP address per minute; 0 turns the limit off.
     pub registrations_per_ip_per_minute: u32,
     /// Failed SASL attempts on one stream before it is closed.
@@ -32,7 +34,7 @@ impl Default for Limits {
             max_stanza_size: 256 * 1024,
             max_depth: 32,
             pre_auth_idle_timeout: Duration::from_secs(60),
-            max_connections: 50_000,
+            max_connections: None,
             registrations_per_ip_per_minute: 10,
             max_auth_failures: 5,
             registration_queue: 64,
@@ -67,12 +69,9 @@ impl Limits {
             secs(1),
             secs(3600),
         )?;
-        count(
-            "limits.max_connections",
-            self.max_connections,
-            1,
-            10_000_000,
-        )?;
+        if let Some(n) = self.max_connections {
+            count("limits.max_connections", n, 1, 10_000_000)?;
+        }
         count(
             "limits.registrations_per_ip_per_minute",
             self.registrations_per_ip_per_minute,

@@ -88,89 +88,50 @@ fn labels(what: &str, values: Vec<String>) -> Result<Vec<String>, IssueError> {
     Ok(values)
 }
 
+/// A name given in a request, parsed; empty means none.
+fn name_of(what: &str, raw: Option<&str>) -> Result<Option<Username>, IssueError> {
+    match raw.filter(|u| !u.is_empty()) {
+        Some(u) => Username::parse(u)
+            .map(Some)
+            .map_err(|e| invalid(format!("{what} '{u}': {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// The uses an invite of `kind` may have, from what was asked.
+fn max_uses(
+    kind: InviteKind,
+    asked: Option<u32>,
+    unlimited: bool,
+) -> Result<Option<u32>, IssueError> {
+    match (kind, asked, unlimited) {
+        (InviteKind::Group, None, false) => {
+            Err(invalid("a group invite needs max_uses or unlimited"))
+        }
+        (InviteKind::Group, _, true) => Ok(None),
+        (_, _, true) => Err(invalid("only group invites can be unlimited")),
+        (_, Some(0), _) => Err(invalid("max_uses must be at least 1")),
+        (InviteKind::Group, Some(n), false) => Ok(Some(n)),
+        (_, Some(n), false) if n > 1 => Err(invalid("only group invites have more than one use")),
+        (_, _, false) => Ok(Some(1)),
+    }
+}
+
 impl Issuer {
     pub async fn create(&self, req: NewInvite) -> Result<InviteView, IssueError> {
         let kind = req.kind.unwrap_or(InviteKind::Account);
-        let username = match req.username.as_deref().filter(|u| !u.is_empty()) {
-            Some(u) => {
-                Some(Username::parse(u).map_err(|e| invalid(format!("username '{u}': {e}")))?)
-            }
+        let username = name_of("username", req.username.as_deref())?;
+        let inviter = name_of("inviter", req.inviter.as_deref())?;
+        let minter = match name_of("as_user", req.as_user.as_deref())? {
+            Some(user) => Some(self.existing(user).await?),
             None => None,
         };
-        let inviter = match req.inviter.as_deref().filter(|u| !u.is_empty()) {
-            Some(u) => {
-                Some(Username::parse(u).map_err(|e| invalid(format!("inviter '{u}': {e}")))?)
-            }
-            None => None,
-        };
-        let minter = match req.as_user.as_deref().filter(|u| !u.is_empty()) {
-            Some(u) => {
-                let user =
-                    Username::parse(u).map_err(|e| invalid(format!("as_user '{u}': {e}")))?;
-                if self.account_missing(&user).await? {
-                    return Err(IssueError::FailedPrecondition(format!(
-                        "no account '{user}'"
-                    )));
-                }
-                Some(user)
-            }
-            None => None,
-        };
-        let max_uses = match (kind, req.max_uses, req.unlimited) {
-            (InviteKind::Group, None, false) => {
-                return Err(invalid("a group invite needs max_uses or unlimited"))
-            }
-            (InviteKind::Group, _, true) => None,
-            (_, _, true) => return Err(invalid("only group invites can be unlimited")),
-            (_, Some(0), _) => return Err(invalid("max_uses must be at least 1")),
-            (InviteKind::Group, Some(n), false) => Some(n),
-            (_, Some(n), false) if n > 1 => {
-                return Err(invalid("only group invites have more than one use"))
-            }
-            (_, _, false) => Some(1),
-        };
-        match kind {
-            InviteKind::Reset => {
-                let Some(user) = &username else {
-                    return Err(invalid("a reset invite needs the username to reset"));
-                };
-                if self.account_missing(user).await? {
-                    return Err(IssueError::FailedPrecondition(format!(
-                        "no account '{user}'"
-                    )));
-                }
-            }
-            InviteKind::Contact => {
-                let Some(user) = &inviter else {
-                    return Err(invalid("a contact invite needs an inviter"));
-                };
-                if self.account_missing(user).await? {
-                    return Err(IssueError::FailedPrecondition(format!(
-                        "no account '{user}'"
-                    )));
-                }
-                if username.is_some() {
-                    return Err(invalid("a contact invite is not bound to a username"));
-                }
-            }
-            InviteKind::Account | InviteKind::Group => {
-                if kind == InviteKind::Group && username.is_some() {
-                    return Err(invalid("a group invite is not bound to a username"));
-                }
-                if let Some(user) = &username {
-                    if !self.account_missing(user).await? {
-                        return Err(IssueError::Conflict(format!(
-                            "the username '{user}' is taken"
-                        )));
-                    }
-                }
-            }
-        }
-        let default_ttl = match kind {
+        let max_uses = max_uses(kind, req.max_uses, req.unlimited)?;
+        self.check_names(kind, &username, &inviter).await?;
+        let ttl = req.ttl.unwrap_or(match kind {
             InviteKind::Reset => self.config.reset_invite_expiry,
             _ => self.config.invite_expiry,
-        };
-        let ttl = req.ttl.unwrap_or(default_ttl);
+        });
         if ttl.is_zero() || ttl > crate::config::MAX_INVITE_LIFETIME {
             return Err(invalid(
                 "the lifetime must be between 1 second and 365 days",
@@ -187,14 +148,74 @@ impl Issuer {
             roles: labels("role", req.roles)?,
             groups: labels("group", req.groups)?,
             created_at: now,
-            expires_at: now + ttl.as_millis() as u64,
+            expires_at: now.saturating_add(crate::clock::millis(ttl)),
             created_by: req.created_by,
         };
+        let token = self.submit(spec, minter).await?;
+        tracing::info!(invite = %token.redacted(), kind = kind.as_str(), "invite created");
+        self.get(&token).await
+    }
+
+    /// `user`, if an account of that name exists.
+    async fn existing(&self, user: Username) -> Result<Username, IssueError> {
+        if self.account_missing(&user).await? {
+            return Err(IssueError::FailedPrecondition(format!(
+                "no account '{user}'"
+            )));
+        }
+        Ok(user)
+    }
+
+    /// What each kind needs of the names it is given.
+    async fn check_names(
+        &self,
+        kind: InviteKind,
+        username: &Option<Username>,
+        inviter: &Option<Username>,
+    ) -> Result<(), IssueError> {
+        match kind {
+            InviteKind::Reset => {
+                let Some(user) = username else {
+                    return Err(invalid("a reset invite needs the username to reset"));
+                };
+                self.existing(user.clone()).await?;
+            }
+            InviteKind::Contact => {
+                let Some(user) = inviter else {
+                    return Err(invalid("a contact invite needs an inviter"));
+                };
+                self.existing(user.clone()).await?;
+                if username.is_some() {
+                    return Err(invalid("a contact invite is not bound to a username"));
+                }
+            }
+            InviteKind::Group if username.is_some() => {
+                return Err(invalid("a group invite is not bound to a username"));
+            }
+            InviteKind::Account | InviteKind::Group => {
+                if let Some(user) = username {
+                    if !self.account_missing(user).await? {
+                        return Err(IssueError::Conflict(format!(
+                            "the username '{user}' is taken"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the invite through the ledger: an operator's as is, a user's
+    /// under their minting limits (and in their shard).
+    async fn submit(
+        &self,
+        mut spec: InviteSpec,
+        minter: Option<Username>,
+    ) -> Result<Token, IssueError> {
         let limits = match &minter {
             Some(user) => self.mint_limits(user).await,
             None => None,
         };
-        let mut spec = spec;
         if let (Some(user), Some(_)) = (&minter, &limits) {
             // Everything a minting limit looks at (the minter's invites, their
             // tree, their origin) lives in one shard; the token must too.
@@ -210,25 +231,21 @@ impl Issuer {
             _ => Command::Create(spec),
         };
         match self.ledger.propose(command).await? {
-            Outcome::Created => {}
+            Outcome::Created => Ok(token),
             Outcome::Rejected(
                 r @ (Rejection::QuotaExceeded | Rejection::TreeFull | Rejection::ChainTooFast),
-            ) => {
-                if let (Some(user), Some(limits)) = (&minter, &limits) {
+            ) => match (&minter, &limits) {
+                (Some(user), Some(limits)) => {
                     tracing::info!(user = %user, reason = %r, "invite refused by a minting limit");
-                    return Err(self.limit_error(user, limits, r).await);
+                    Err(self.limit_error(user, limits, r).await)
                 }
-                return Err(IssueError::FailedPrecondition(r.to_string()));
-            }
-            Outcome::Rejected(r) => return Err(IssueError::FailedPrecondition(r.to_string())),
-            other => {
-                return Err(IssueError::FailedPrecondition(format!(
-                    "unexpected: {other:?}"
-                )))
-            }
+                _ => Err(IssueError::FailedPrecondition(r.to_string())),
+            },
+            Outcome::Rejected(r) => Err(IssueError::FailedPrecondition(r.to_string())),
+            other => Err(IssueError::FailedPrecondition(format!(
+                "unexpected: {other:?}"
+            ))),
         }
-        tracing::info!(invite = %token.redacted(), kind = kind.as_str(), "invite created");
-        self.get(&token).await
     }
 
     pub(super) async fn account_missing(&self, user: &Username) -> Result<bool, IssueError> {

@@ -21,7 +21,6 @@ pub struct PeerService {
     pub ledger: LedgerHandle,
     pub clients: Arc<PeerClients>,
     pub directory: Arc<SessionDirectory>,
-    pub domain: String,
     pub advertise: String,
     pub replication: usize,
     pub limits: ReaderLimits,
