@@ -19,7 +19,8 @@ pub const REGISTRATIONS: &str = "usher_registrations_total";
 pub const PREAUTH: &str = "usher_preauth_total";
 /// Label `outcome`: success, failure.
 pub const SASL: &str = "usher_sasl_auth_total";
-/// Label `limit`: registrations_per_ip, max_connections, sasl_failures.
+/// Label `limit`: registrations_per_ip, max_connections, sasl_failures,
+/// stanzas_per_second.
 pub const RATE_LIMIT_HITS: &str = "usher_rate_limit_hits_total";
 /// Label `condition`: the RFC 6120 stream error condition.
 pub const STREAM_ERRORS: &str = "usher_stream_errors_total";

@@ -3,7 +3,7 @@
 
 use super::session::{Session, Stage};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
-use crate::xmpp::jid::{Jid, Resource};
+use crate::xmpp::jid::{Jid, Resource, Username};
 use crate::xmpp::stanza::IqType;
 use crate::xmpp::{ns, Element};
 
@@ -20,12 +20,20 @@ impl Session {
     pub(super) async fn on_iq(&mut self, iq: Element) {
         let kind = match IqType::of(&iq) {
             Some(kind) if kind.is_request() => kind,
-            // Answers to nothing we asked: drop them.
-            Some(_) => return,
+            // Answers go back to the session that asked; the server asks nothing.
+            Some(_) => {
+                if let Some((user, resource)) = self.other_session(iq.attr("to")) {
+                    self.route_iq(iq, &user, resource);
+                }
+                return;
+            }
             None => return self.reply_error(&iq, StanzaError::bad_request("Invalid IQ type")),
         };
         if iq.attr("id").is_none() {
             return self.reply_error(&iq, StanzaError::bad_request("An IQ needs an id"));
+        }
+        if let Some((user, resource)) = self.other_session(iq.attr("to")) {
+            return self.route_iq(iq, &user, resource);
         }
         let mut payloads = iq.children();
         let (Some(payload), None) = (payloads.next(), payloads.next()) else {
@@ -35,6 +43,24 @@ impl Session {
             );
         };
         let payload = payload.clone();
+        if let Some(account) = self.account_addressed(iq.attr("to")) {
+            let own = self.user() == Some(&account);
+            let disco = payload.is("query", ns::DISCO_INFO) && payload.attr("node").is_none();
+            if disco && kind == IqType::Get {
+                // RFC 6121 §8.5.1: only an account that exists answers.
+                return match self.shared.store.get(&account).await {
+                    Ok(Some(_)) => self.send(&iq_result(&iq).with_child(account_info())),
+                    Ok(None) => self.reply_error(&iq, StanzaError::service_unavailable()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "account lookup failed");
+                        self.reply_error(&iq, StanzaError::internal("Please try again later"))
+                    }
+                };
+            }
+            if !own {
+                return self.reply_error(&iq, StanzaError::service_unavailable());
+            }
+        }
         if !self.iq_is_for_server(iq.attr("to")) {
             return self.reply_error(&iq, StanzaError::service_unavailable());
         }
@@ -65,6 +91,41 @@ impl Session {
             }
             (ns::COMMANDS, "command", true) => self.on_command(&iq, &payload).await,
             _ => self.reply_error(&iq, StanzaError::service_unavailable()),
+        }
+    }
+
+    /// A `to` naming a session of a local user other than this stream: the
+    /// user and resource, for routing (RFC 6120 §10.5.4).
+    fn other_session(&self, to: Option<&str>) -> Option<(Username, String)> {
+        let own = self.bound()?.jid.clone();
+        let jid = Jid::parse(to?).ok()?;
+        let full = jid.full()?;
+        if full.bare.domain != self.shared.config.domain || full == own {
+            return None;
+        }
+        Some((full.bare.local?, full.resource.as_str().to_owned()))
+    }
+
+    /// A `to` naming a local account's bare JID: that account.
+    fn account_addressed(&self, to: Option<&str>) -> Option<Username> {
+        let jid = Jid::parse(to?).ok()?;
+        if jid.bare.domain != self.shared.config.domain || jid.resource.is_some() {
+            return None;
+        }
+        jid.bare.local
+    }
+
+    /// An IQ to another session: stamped with this session's JID and sent to
+    /// that resource, or `service-unavailable` when it is not bound (§8.5.3.1).
+    fn route_iq(&mut self, mut iq: Element, user: &Username, resource: String) {
+        let Some(from) = self.bound().map(|b| b.jid.to_string()) else {
+            return;
+        };
+        let request = IqType::of(&iq).is_some_and(IqType::is_request);
+        iq.set_attr("from", from);
+        let sent = self.shared.directory.send_to(user, &[resource], &iq);
+        if sent == 0 && request {
+            self.reply_error(&iq, StanzaError::service_unavailable());
         }
     }
 
@@ -125,7 +186,17 @@ impl Session {
                 .with_attr("type", "im")
                 .with_attr("name", "usher"),
         );
-        let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::COMMANDS];
+        let mut features = vec![
+            ns::DISCO_INFO,
+            ns::DISCO_ITEMS,
+            ns::PING,
+            ns::COMMANDS,
+            ns::ROSTER,
+            ns::ROSTER_VER,
+            ns::PRE_APPROVAL,
+            // XEP-0160 offline messages.
+            "msgoffline",
+        ];
         if self.shared.config.allow_registration {
             features.push(ns::REGISTER);
         }
@@ -134,4 +205,15 @@ impl Session {
         }
         query
     }
+}
+
+/// disco#info of an account's bare JID (XEP-0030 §3.1, RFC 6121 §8.5.1).
+fn account_info() -> Element {
+    Element::new("query", ns::DISCO_INFO)
+        .with_child(
+            Element::new("identity", ns::DISCO_INFO)
+                .with_attr("category", "account")
+                .with_attr("type", "registered"),
+        )
+        .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::DISCO_INFO))
 }

@@ -3,12 +3,15 @@
 
 mod adhoc;
 mod auth;
+mod availability;
 pub mod connection;
 mod invite;
 pub mod io;
 mod iq;
 pub mod listener;
+mod message;
 mod presence;
+mod rate;
 mod register;
 mod roster;
 pub mod session;

@@ -16,19 +16,20 @@ type Side<'a> = (&'a Username, RosterItem, fn(&mut RosterItem));
 
 impl Session {
     pub(super) async fn on_presence(&mut self, presence: Element) {
-        let result = match PresenceType::of(&presence) {
-            Some(PresenceType::Available) => {
-                if let Some(b) = self.bound_mut().filter(|b| !b.available) {
-                    b.available = true;
-                    self.send_pending_requests().await
-                } else {
-                    Ok(())
-                }
+        let to = presence.attr("to").map(str::to_owned);
+        let result = match (PresenceType::of(&presence), to) {
+            (Some(PresenceType::Available), None) => self.on_broadcast(&presence, true).await,
+            (Some(PresenceType::Unavailable), None) => self.on_broadcast(&presence, false).await,
+            (Some(PresenceType::Available | PresenceType::Unavailable), Some(to)) => {
+                self.on_directed(&presence, &to, false).await
             }
-            Some(PresenceType::Subscription(kind)) => self.on_subscription(kind, &presence).await,
-            // Presence is not broadcast by this node; nothing else to do.
-            Some(PresenceType::Unavailable | PresenceType::Probe | PresenceType::Error) => Ok(()),
-            None => {
+            (Some(PresenceType::Probe), Some(to)) => self.on_directed(&presence, &to, true).await,
+            (Some(PresenceType::Subscription(kind)), _) => {
+                self.on_subscription(kind, &presence).await
+            }
+            // A probe of nobody, or an error from a client: nothing to do.
+            (Some(PresenceType::Probe | PresenceType::Error), _) => Ok(()),
+            (None, _) => {
                 self.reply_error(&presence, StanzaError::bad_request("Unknown presence type"));
                 Ok(())
             }
@@ -55,7 +56,7 @@ impl Session {
     }
 
     /// RFC 6121 §3.1.3: requests that came while the user was away.
-    async fn send_pending_requests(&mut self) -> Result<(), StoreError> {
+    pub(super) async fn send_pending_requests(&mut self) -> Result<(), StoreError> {
         let Some(user) = self.user().cloned() else {
             return Ok(());
         };
@@ -126,6 +127,14 @@ impl Session {
                     mine.got_subscribed();
                     self.save_and_push(&user, mine).await?;
                     self.deliver_presence(&user, &them, Subscription::Subscribed);
+                } else if theirs.approved {
+                    // Pre-approved by the contact (§3.4): approved now.
+                    theirs.got_subscribe();
+                    theirs.sent_subscribed();
+                    self.save_and_push(&contact, theirs).await?;
+                    mine.got_subscribed();
+                    self.save_and_push(&user, mine).await?;
+                    self.deliver_presence(&user, &them, Subscription::Subscribed);
                 } else {
                     self.save_and_push(&user, mine).await?;
                     theirs.got_subscribe();
@@ -133,7 +142,13 @@ impl Session {
                     self.deliver_presence(&contact, &me, Subscription::Subscribe);
                 }
             }
-            Subscription::Subscribed if !mine.pending_in => {}
+            Subscription::Subscribed if !mine.pending_in => {
+                // RFC 6121 §3.4: approved before being asked.
+                let mut mine = mine;
+                if mine.pre_approve() {
+                    self.save_and_push(&user, mine).await?;
+                }
+            }
             Subscription::Subscribed => {
                 let mine: Side = (&user, mine, RosterItem::sent_subscribed);
                 let theirs: Side = (&contact, theirs, RosterItem::got_subscribed);

@@ -3,8 +3,9 @@
 
 use super::iq::iq_result;
 use super::session::Session;
+use crate::accounts::roster_version;
 use crate::accounts::{RosterItem, StoreError};
-use crate::sessions::{roster_item_element, roster_push};
+use crate::sessions::{roster_item_element, roster_push_versioned};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::{Jid, Username};
 use crate::xmpp::stanza::Subscription;
@@ -49,13 +50,19 @@ impl Session {
             .put_roster_item(user, item.clone())
             .await?;
         if item.is_visible() {
-            self.push(user, roster_item_element(&item));
+            let ver = self.roster_ver(user).await?;
+            self.push(user, roster_item_element(&item), &ver);
         }
         Ok(())
     }
 
-    pub(super) fn push(&mut self, user: &Username, item: Element) {
-        let push = roster_push(item);
+    /// The user's roster version now (RFC 6121 §2.6).
+    async fn roster_ver(&self, user: &Username) -> Result<String, StoreError> {
+        Ok(roster_version(&self.shared.store.roster(user).await?))
+    }
+
+    pub(super) fn push(&mut self, user: &Username, item: Element, ver: &str) {
+        let push = roster_push_versioned(item, Some(ver));
         let own = self.user() == Some(user);
         self.shared
             .directory
@@ -76,6 +83,20 @@ impl Session {
         };
         if iq.attr("type") == Some("get") {
             return match self.shared.store.roster(&user).await {
+                // §2.6.3: a client holding the current version gets an empty
+                // result; otherwise the roster and its version.
+                Ok(items) if query.attr("ver").is_some() => {
+                    let ver = roster_version(&items);
+                    if query.attr("ver") == Some(ver.as_str()) {
+                        self.send(&iq_result(iq));
+                    } else {
+                        let mut q = Element::new("query", ns::ROSTER).with_attr("ver", ver);
+                        for item in items.iter().filter(|i| i.is_visible()) {
+                            q.push_child(roster_item_element(item));
+                        }
+                        self.send(&iq_result(iq).with_child(q));
+                    }
+                }
                 Ok(items) => {
                     let mut q = Element::new("query", ns::ROSTER);
                     for item in items.iter().filter(|i| i.is_visible()) {
@@ -175,7 +196,8 @@ impl Session {
         let el = Element::new("item", ns::ROSTER)
             .with_attr("jid", jid)
             .with_attr("subscription", "remove");
-        self.push(user, el);
+        let ver = self.roster_ver(user).await?;
+        self.push(user, el, &ver);
         Ok(())
     }
 }

@@ -49,6 +49,9 @@ pub(super) struct Bound {
     pub jid: FullJid,
     /// Initial presence was sent (pending subscription requests go out then).
     pub available: bool,
+    /// Where directed presence went while available (RFC 6121 §4.6): they
+    /// get `unavailable` when the session goes.
+    pub directed: Vec<String>,
 }
 
 pub struct Session {
@@ -59,12 +62,17 @@ pub struct Session {
     /// This stream's actor, for the session directory.
     me: Option<Recipient<Deliver>>,
     conn_id: u64,
+    /// `limits.stanzas_per_second` for this stream.
+    outgoing: super::rate::TokenBucket,
 }
 
 impl Session {
     pub fn new(shared: Arc<C2sShared>, out: Outbox, peer: SocketAddr) -> Self {
         let io = StreamIo::new(out, shared.reader_limits());
+        let outgoing =
+            super::rate::TokenBucket::per_second(shared.config.limits.stanzas_per_second);
         Session {
+            outgoing,
             shared,
             io,
             peer,
@@ -140,6 +148,7 @@ impl Session {
             user,
             jid,
             available: false,
+            directed: Vec::new(),
         });
     }
 
@@ -242,6 +251,8 @@ impl Session {
             }
             Stage::Authenticated(_) | Stage::Bound(_) => {
                 f.push_child(Element::new("bind", ns::BIND));
+                f.push_child(Element::new("ver", ns::ROSTER_VER));
+                f.push_child(Element::new("sub", ns::PRE_APPROVAL));
                 f.push_child(
                     Element::new("session", ns::SESSION)
                         .with_child(Element::new("optional", ns::SESSION)),
@@ -271,11 +282,16 @@ impl Session {
                 self.io.close_stream();
             }
             ns::CLIENT => match stanza.name() {
+                "message" | "presence" | "iq"
+                    if self.bound().is_some() && !self.outgoing.take() =>
+                {
+                    self.rate_limited(&stanza)
+                }
                 "iq" => self.on_iq(stanza).await,
                 "message" | "presence" if self.bound().is_none() => {
                     self.stream_error(StreamError::new(StreamCondition::NotAuthorized))
                 }
-                "message" => self.on_message(stanza),
+                "message" => self.on_message(stanza).await,
                 "presence" => self.on_presence(stanza).await,
                 other => tracing::debug!(element = other, "ignoring unknown element"),
             },
@@ -310,11 +326,17 @@ impl Session {
         );
     }
 
-    fn on_message(&mut self, message: Element) {
-        // This node delivers no messages: tell the sender rather than drop silently.
-        if message.attr("type") != Some("error") {
-            self.reply_error(&message, StanzaError::service_unavailable());
+    /// Over `limits.stanzas_per_second`: refused with a `wait` error (none
+    /// for errors and results, which must not be answered).
+    fn rate_limited(&mut self, stanza: &Element) {
+        crate::metrics::rate_limit_hit("stanzas_per_second");
+        let t = stanza.attr("type");
+        if t == Some("error") || (stanza.name() == "iq" && t == Some("result")) {
+            return;
         }
+        let e = StanzaError::new(ErrorType::Wait, Condition::ResourceConstraint)
+            .with_text("Too many stanzas; slow down");
+        self.reply_error(stanza, e);
     }
 
     /// Called after SASL success: a new stream follows.
@@ -349,8 +371,20 @@ fn read_error(e: &ReadError) -> StreamError {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Stage::Bound(b) = &self.stage {
+        if let Stage::Bound(b) = &mut self.stage {
             self.shared.directory.unregister(&b.user, self.conn_id);
+            // Clean close or not, its contacts learn that it is gone.
+            if b.available {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let gone = super::availability::announce_gone(
+                        self.shared.clone(),
+                        b.user.clone(),
+                        b.jid.clone(),
+                        std::mem::take(&mut b.directed),
+                    );
+                    rt.spawn(gone);
+                }
+            }
         }
     }
 }

@@ -26,6 +26,12 @@ pub struct Limits {
     /// Registrations hashing or waiting to hash at once, node-wide; beyond
     /// it registrations get a `wait` error so logins keep their share of the CPU.
     pub registration_queue: usize,
+    /// Messages kept per user while they have no available resource
+    /// (XEP-0160); 0 keeps none. Beyond it senders get `service-unavailable`.
+    pub offline_messages_per_user: usize,
+    /// Stanzas a bound client may send per second, in bursts of up to one
+    /// second's worth; beyond it they get `wait`/`resource-constraint`.
+    pub stanzas_per_second: u32,
 }
 
 impl Default for Limits {
@@ -38,6 +44,8 @@ impl Default for Limits {
             registrations_per_ip_per_minute: 10,
             max_auth_failures: 5,
             registration_queue: 64,
+            offline_messages_per_user: 100,
+            stanzas_per_second: 200,
         }
     }
 }
@@ -84,6 +92,18 @@ impl Limits {
             self.registration_queue,
             1,
             100_000,
+        )?;
+        count(
+            "limits.offline_messages_per_user",
+            self.offline_messages_per_user,
+            0,
+            10_000,
+        )?;
+        count(
+            "limits.stanzas_per_second",
+            self.stanzas_per_second,
+            1,
+            1_000_000,
         )
     }
 }

@@ -14,6 +14,17 @@ struct Bound {
     conn: u64,
     resource: String,
     addr: Recipient<Deliver>,
+    /// The session's last available presence; None until its initial
+    /// presence and after it went unavailable.
+    presence: Option<Presence>,
+}
+
+/// What a session last broadcast: the stanza (its `from` stamped) and the
+/// priority read from it, which the routing of bare-JID messages follows.
+#[derive(Debug, Clone)]
+pub struct Presence {
+    pub priority: i8,
+    pub stanza: Element,
 }
 
 /// Carries a stanza to the other nodes of a cluster, whose directories
@@ -45,6 +56,7 @@ impl SessionDirectory {
                 conn,
                 resource: resource.to_owned(),
                 addr,
+                presence: None,
             });
         }
     }
@@ -57,6 +69,63 @@ impl SessionDirectory {
                     users.remove(user);
                 }
             }
+        }
+    }
+
+    /// Records the session's presence (None: unavailable).
+    pub fn set_presence(&self, user: &Username, conn: u64, presence: Option<Presence>) {
+        if let Ok(mut users) = self.users.write() {
+            if let Some(b) = users
+                .get_mut(user)
+                .and_then(|list| list.iter_mut().find(|b| b.conn == conn))
+            {
+                b.presence = presence;
+            }
+        }
+    }
+
+    /// The user's bound resources on this node and their presence.
+    pub fn resources(&self, user: &Username) -> Vec<(String, Option<Presence>)> {
+        let Ok(users) = self.users.read() else {
+            return Vec::new();
+        };
+        users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .map(|b| (b.resource.clone(), b.presence.clone()))
+            .collect()
+    }
+
+    /// Sends `stanza` as it is (its `to` untouched) to the named resources of
+    /// `user`; returns how many it reached.
+    pub fn send_to(&self, user: &Username, resources: &[String], stanza: &Element) -> usize {
+        let Ok(users) = self.users.read() else {
+            return 0;
+        };
+        let mut sent = 0;
+        for b in users.get(user).into_iter().flatten() {
+            if resources.contains(&b.resource) {
+                b.addr.do_send(Deliver(stanza.clone()));
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Sends a copy of `stanza`, addressed to each, to every available
+    /// resource of `user` but the connection `except`.
+    pub fn send_to_available(&self, user: &Username, stanza: &Element, except: Option<u64>) {
+        let Ok(users) = self.users.read() else {
+            return;
+        };
+        for b in users.get(user).into_iter().flatten() {
+            if b.presence.is_none() || Some(b.conn) == except {
+                continue;
+            }
+            let mut copy = stanza.clone();
+            copy.set_attr("to", format!("{user}@{}/{}", self.domain, b.resource));
+            b.addr.do_send(Deliver(copy));
         }
     }
 

@@ -4,9 +4,10 @@
 
 mod directory;
 mod roster_push;
+pub mod routing;
 
-pub use directory::{Fanout, SessionDirectory};
-pub use roster_push::{roster_item_element, roster_push};
+pub use directory::{Fanout, Presence, SessionDirectory};
+pub use roster_push::{roster_item_element, roster_push, roster_push_versioned};
 
 /// A stanza for one bound stream from elsewhere on the node (roster push,
 /// presence); the stream's connection actor handles it.

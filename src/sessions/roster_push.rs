@@ -12,6 +12,9 @@ pub fn roster_item_element(item: &RosterItem) -> Element {
     if item.ask {
         el.set_attr("ask", "subscribe");
     }
+    if item.approved {
+        el.set_attr("approved", "true");
+    }
     for g in &item.groups {
         el.push_child(Element::new("group", ns::ROSTER).with_text(g.clone()));
     }
@@ -21,8 +24,17 @@ pub fn roster_item_element(item: &RosterItem) -> Element {
 /// The push announcing `item` (already in its wire form) to any of the
 /// user's sessions.
 pub fn roster_push(item: Element) -> Element {
+    roster_push_versioned(item, None)
+}
+
+/// A push carrying the roster version after the change (RFC 6121 §2.6.3).
+pub fn roster_push_versioned(item: Element, ver: Option<&str>) -> Element {
     Element::new("iq", ns::CLIENT)
         .with_attr("type", "set")
         .with_attr("id", format!("push-{}", crate::secrets::random_id(6)))
-        .with_child(Element::new("query", ns::ROSTER).with_child(item))
+        .with_child(
+            Element::new("query", ns::ROSTER)
+                .with_opt_attr("ver", ver)
+                .with_child(item),
+        )
 }

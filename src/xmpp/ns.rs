@@ -20,4 +20,7 @@ pub const PARS: &str = "urn:xmpp:pars:0";
 pub const IBR_TOKEN: &str = "urn:xmpp:ibr-token:0";
 pub const INVITE: &str = "urn:xmpp:invite";
 pub const ROSTER: &str = "jabber:iq:roster";
+pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+pub const DELAY: &str = "urn:xmpp:delay";
 pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
