@@ -389,3 +389,293 @@ async fn not_well_formed_input_ends_the_stream() {
     let out = d.send("<iq></message>").await;
     assert_eq!(out.stream_error().as_deref(), Some("not-well-formed"));
 }
+
+impl Driver {
+    /// A secured, logged-in stream bound to `user@localhost/res`.
+    async fn bound(configure: impl FnOnce(&mut Config), user: &str) -> Driver {
+        let mut d = Driver::new(configure).await;
+        d.add_account(user, "pw").await;
+        d.secured().await;
+        d.send(HEADER).await;
+        assert!(d.plain(user, "pw").await.only().is("success", ns::SASL));
+        d.send(HEADER).await;
+        let out = d
+            .send(&iq(
+                "set",
+                "b",
+                "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>res</resource></bind>",
+            ))
+            .await;
+        assert_eq!(out.only().attr("type"), Some("result"));
+        d
+    }
+}
+
+fn condition(stanza: &Element) -> Option<(String, String)> {
+    let e = stanza.get_child("error", ns::CLIENT)?;
+    let c = e.children().find(|c| c.ns() == ns::STANZAS)?;
+    Some((e.attr("type")?.to_owned(), c.name().to_owned()))
+}
+
+#[actix_rt::test]
+async fn bound_streams_offer_roster_versioning_and_pre_approval() {
+    let mut d = Driver::new(|_| {}).await;
+    d.add_account("alice", "pw").await;
+    d.secured().await;
+    d.send(HEADER).await;
+    d.plain("alice", "pw").await;
+    let features = d.send(HEADER).await;
+    let features = features.only();
+    assert!(features.has_child("ver", ns::ROSTER_VER));
+    assert!(features.has_child("sub", ns::PRE_APPROVAL));
+}
+
+#[actix_rt::test]
+async fn a_roster_get_with_the_current_version_is_answered_empty() {
+    let mut d = Driver::bound(|_| {}, "alice").await;
+    let out = d
+        .send(&iq("get", "r1", "<query xmlns='jabber:iq:roster' ver=''/>"))
+        .await;
+    let ver = out
+        .only()
+        .get_child("query", ns::ROSTER)
+        .and_then(|q| q.attr("ver"))
+        .expect("a version with the roster")
+        .to_owned();
+    let out = d
+        .send(&iq(
+            "get",
+            "r2",
+            &format!("<query xmlns='jabber:iq:roster' ver='{ver}'/>"),
+        ))
+        .await;
+    let reply = out.only();
+    assert_eq!(reply.attr("type"), Some("result"));
+    assert_eq!(reply.children().count(), 0, "{reply:?}");
+    // A change gives a push carrying the new version, and the old one no
+    // longer matches.
+    let out = d
+        .send(&iq(
+            "set",
+            "r3",
+            "<query xmlns='jabber:iq:roster'><item jid='carol@example.org'/></query>",
+        ))
+        .await;
+    let push = out
+        .stanzas()
+        .into_iter()
+        .find(|s| s.attr("type") == Some("set"))
+        .expect("a push")
+        .clone();
+    let new_ver = push
+        .get_child("query", ns::ROSTER)
+        .and_then(|q| q.attr("ver"))
+        .expect("a versioned push");
+    assert_ne!(new_ver, ver);
+    let out = d
+        .send(&iq(
+            "get",
+            "r4",
+            &format!("<query xmlns='jabber:iq:roster' ver='{ver}'/>"),
+        ))
+        .await;
+    let q = out
+        .only()
+        .get_child("query", ns::ROSTER)
+        .expect("the roster");
+    assert_eq!(q.attr("ver"), Some(new_ver));
+    assert_eq!(q.children().count(), 1);
+}
+
+#[actix_rt::test]
+async fn disco_info_of_an_account_is_the_account_and_of_nobody_an_error() {
+    let mut d = Driver::bound(|_| {}, "alice").await;
+    d.add_account("bob", "pw").await;
+    for to in ["alice@localhost", "bob@localhost"] {
+        let out = d
+            .send(&format!(
+                "<iq type='get' id='d' to='{to}'><query xmlns='{}'/></iq>",
+                ns::DISCO_INFO
+            ))
+            .await;
+        let identity = out
+            .only()
+            .get_child("query", ns::DISCO_INFO)
+            .and_then(|q| q.get_child("identity", ns::DISCO_INFO))
+            .map(|i| (i.attr("category"), i.attr("type")));
+        assert_eq!(
+            identity,
+            Some((Some("account"), Some("registered"))),
+            "{to}"
+        );
+    }
+    let out = d
+        .send(&format!(
+            "<iq type='get' id='d' to='nobody@localhost'><query xmlns='{}'/></iq>",
+            ns::DISCO_INFO
+        ))
+        .await;
+    assert_eq!(
+        condition(out.only()),
+        Some(("cancel".into(), "service-unavailable".into()))
+    );
+    // Another account's bare JID answers nothing else on its behalf.
+    let out = d
+        .send("<iq type='get' id='p' to='bob@localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        condition(out.only()),
+        Some(("cancel".into(), "service-unavailable".into()))
+    );
+    // The server lists what it does.
+    let out = d
+        .send(&iq(
+            "get",
+            "s",
+            &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+        ))
+        .await;
+    let vars: Vec<String> = out
+        .only()
+        .get_child("query", ns::DISCO_INFO)
+        .unwrap()
+        .children()
+        .filter_map(|f| f.attr("var").map(str::to_owned))
+        .collect();
+    assert!(vars.iter().any(|v| v == ns::ROSTER), "{vars:?}");
+}
+
+#[actix_rt::test]
+async fn an_iq_to_a_session_that_is_not_bound_is_service_unavailable() {
+    let mut d = Driver::bound(|_| {}, "alice").await;
+    d.add_account("bob", "pw").await;
+    let out = d
+        .send("<iq type='get' id='p' to='bob@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        condition(out.only()),
+        Some(("cancel".into(), "service-unavailable".into()))
+    );
+}
+
+#[actix_rt::test]
+async fn messages_to_offline_users_are_kept_up_to_the_limit_then_refused() {
+    let mut d = Driver::bound(|c| c.limits.offline_messages_per_user = 2, "alice").await;
+    d.add_account("bob", "pw").await;
+    for n in 0..2 {
+        let out = d
+            .send(&format!(
+                "<message type='chat' to='bob@localhost' id='m{n}'><body>{n}</body></message>"
+            ))
+            .await;
+        assert!(
+            out.stanzas().is_empty(),
+            "kept, not bounced: {:?}",
+            out.events
+        );
+    }
+    let out = d
+        .send("<message type='chat' to='bob@localhost' id='m2'><body>2</body></message>")
+        .await;
+    assert_eq!(
+        condition(out.only()),
+        Some(("cancel".into(), "service-unavailable".into()))
+    );
+    let bob = crate::xmpp::jid::Username::parse("bob").unwrap();
+    let kept = d.shared().store.take_offline(&bob).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(
+        kept[0].stanza.contains("from=\"alice@localhost/res\"")
+            || kept[0].stanza.contains("from='alice@localhost/res'"),
+        "{:?}",
+        kept[0]
+    );
+    // Nobody, a server, another domain, a groupchat: each its error.
+    for (to, kind, expected) in [
+        ("nobody@localhost", "chat", "service-unavailable"),
+        ("localhost", "chat", "service-unavailable"),
+        ("bob@example.org", "chat", "remote-server-not-found"),
+        ("bob@localhost", "groupchat", "service-unavailable"),
+    ] {
+        let out = d
+            .send(&format!(
+                "<message type='{kind}' to='{to}'><body>x</body></message>"
+            ))
+            .await;
+        assert_eq!(
+            condition(out.only()).map(|c| c.1),
+            Some(expected.into()),
+            "{to} {kind}"
+        );
+    }
+    // A headline to nobody online is dropped, and errors are never answered.
+    for kind in ["headline", "error"] {
+        let out = d
+            .send(&format!(
+                "<message type='{kind}' to='bob@localhost'><body>x</body></message>"
+            ))
+            .await;
+        assert!(out.stanzas().is_empty(), "{kind}: {:?}", out.events);
+    }
+}
+
+#[actix_rt::test]
+async fn a_kept_message_comes_at_initial_presence_with_its_time() {
+    let mut d = Driver::bound(|_| {}, "bob").await;
+    let bob = crate::xmpp::jid::Username::parse("bob").unwrap();
+    let kept = crate::accounts::OfflineMessage {
+        stored_at: 1_700_000_000_000,
+        stanza: "<message xmlns='jabber:client' type='chat' from='alice@localhost/x' \
+                 to='bob@localhost'><body>hi</body></message>"
+            .into(),
+    };
+    d.shared().store.push_offline(&bob, kept, 10).await.unwrap();
+    let out = d.send("<presence/>").await;
+    let msg = out
+        .stanzas()
+        .into_iter()
+        .find(|s| s.name() == "message")
+        .expect("the kept message")
+        .clone();
+    let delay = msg.get_child("delay", ns::DELAY).expect("a delay stamp");
+    assert_eq!(delay.attr("stamp"), Some("2023-11-14T22:13:20.000Z"));
+    // Delivered once: the queue is empty, a second presence brings nothing.
+    assert!(d
+        .shared()
+        .store
+        .take_offline(&bob)
+        .await
+        .unwrap()
+        .is_empty());
+    let out = d.send("<presence><show>away</show></presence>").await;
+    assert!(out.stanzas().iter().all(|s| s.name() != "message"));
+    // A priority out of range is a bad request.
+    let out = d
+        .send("<presence><priority>300</priority></presence>")
+        .await;
+    assert_eq!(
+        condition(out.only()).map(|c| c.1),
+        Some("bad-request".into())
+    );
+}
+
+#[actix_rt::test]
+async fn a_stream_over_its_stanza_rate_gets_wait_errors() {
+    let mut d = Driver::bound(|c| c.limits.stanzas_per_second = 3, "alice").await;
+    let mut conditions = Vec::new();
+    for n in 0..6 {
+        let out = d
+            .send(&format!(
+                "<iq type='get' id='p{n}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await;
+        conditions.push(condition(out.only()));
+    }
+    // The bind took one token of the first second's three.
+    let refused = conditions.iter().filter(|c| c.is_some()).count();
+    assert!((3..=4).contains(&refused), "{conditions:?}");
+    assert!(conditions
+        .iter()
+        .flatten()
+        .all(|c| *c == ("wait".to_owned(), "resource-constraint".to_owned())));
+}
