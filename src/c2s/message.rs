@@ -3,11 +3,10 @@
 //! offline (XEP-0160) when the recipient has no available resource, and
 //! delivered with a delay stamp (XEP-0203) at its next initial presence.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use super::session::Session;
 use crate::accounts::{OfflineMessage, Queued, StoreError};
 use crate::clock::now_millis;
+use crate::sessions::kept;
 use crate::sessions::routing::{self, Route};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::{Jid, Username};
@@ -112,14 +111,10 @@ impl Session {
         }
         // The user may have come online between the routing and the store:
         // whoever takes the queue first delivers it, so it is not left behind.
-        if self
-            .shared
-            .directory
-            .resources(user)
-            .iter()
-            .any(|(_, p)| p.is_some())
-        {
-            deliver_kept(self, user).await?;
+        let directory = self.shared.directory.clone();
+        if directory.resources(user).iter().any(|(_, p)| p.is_some()) {
+            let limits = self.shared.config.limits.reader();
+            kept::deliver_kept(&directory, store.as_ref(), limits, user).await?;
         }
         Ok(())
     }
@@ -133,64 +128,11 @@ impl Session {
         let kept = self.shared.store.take_offline(user).await?;
         let limits = self.shared.config.limits.reader();
         for m in kept {
-            match delayed(&m, limits, self.domain()) {
+            match kept::delayed(&m, limits, &self.shared.config.domain) {
                 Some(stanza) => self.send(&stanza),
                 None => tracing::warn!(user = %user, "an offline message could not be read back"),
             }
         }
         Ok(())
     }
-}
-
-/// Takes the user's queue and sends each message to the user's available
-/// resources by the routing rules (from the sender's session).
-async fn deliver_kept(session: &mut Session, user: &Username) -> Result<(), StoreError> {
-    let kept = session.shared.store.take_offline(user).await?;
-    let limits = session.shared.config.limits.reader();
-    let directory = session.shared.directory.clone();
-    for m in kept {
-        let Some(stanza) = delayed(&m, limits, session.domain()) else {
-            continue;
-        };
-        let bound = directory.resources(user);
-        let sessions: Vec<routing::Session> = bound
-            .iter()
-            .map(|(resource, presence)| routing::Session {
-                resource,
-                priority: presence.as_ref().map(|p| p.priority),
-            })
-            .collect();
-        match routing::route_message(MessageType::of(&stanza), None, &sessions) {
-            Route::Resources(resources) => {
-                directory.send_to(user, &resources, &stanza);
-            }
-            // Gone again: back into the queue, beyond its limit if need be
-            // rather than lost.
-            _ => {
-                session
-                    .shared
-                    .store
-                    .push_offline(user, m, usize::MAX)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A kept message as stored, with its XEP-0203 delay stamp.
-fn delayed(
-    m: &OfflineMessage,
-    limits: crate::xmpp::reader::ReaderLimits,
-    domain: &str,
-) -> Option<Element> {
-    let mut stanza = crate::xmpp::reader::parse_stanza(&m.stanza, limits).ok()?;
-    let when = UNIX_EPOCH + Duration::from_millis(m.stored_at);
-    stanza.push_child(
-        Element::new("delay", crate::xmpp::ns::DELAY)
-            .with_attr("from", domain)
-            .with_attr("stamp", humantime::format_rfc3339_millis(when).to_string())
-            .with_text("Offline storage"),
-    );
-    Some(stanza)
 }

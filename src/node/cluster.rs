@@ -22,6 +22,7 @@ pub(super) async fn start(
     config: &Config,
     options: LedgerOptions,
     directory: Arc<SessionDirectory>,
+    store: Arc<dyn crate::accounts::AccountStore>,
     stop: &CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<(LedgerHandle, Arc<PeerClients>), NodeError> {
@@ -49,13 +50,20 @@ pub(super) async fn start(
         advertise: c.advertised(),
         replication: c.replication,
         limits: config.limits.reader(),
+        store: store.clone(),
     };
     let serve =
         crate::peer::service::serve(listener, service, secret, stop.clone().cancelled_owned());
     tasks.listen("peer API", serve);
     become_member(config, &ledger, &clients, stop).await?;
     ledger.wait_for_leaders(Duration::from_secs(60)).await?;
-    directory.set_fanout(PeerFanout::start(ledger.clone(), clients.clone()));
+    directory.set_fanout(PeerFanout::start(
+        ledger.clone(),
+        clients.clone(),
+        directory.clone(),
+        store,
+        stop.clone(),
+    ));
     let balancer = ledger.clone();
     tasks.background(tokio::spawn(async move {
         let mut tick = tokio::time::interval(BALANCE_EVERY);

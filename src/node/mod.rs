@@ -149,7 +149,7 @@ impl Node {
         let store = open_store(&config, &stop).await?;
         let _ = readiness.store.set(store.clone());
         let directory = Arc::new(SessionDirectory::new(config.domain.clone()));
-        let (ledger, peers) = open_ledger(&config, &directory, &stop, &mut tasks).await?;
+        let (ledger, peers) = open_ledger(&config, &directory, &store, &stop, &mut tasks).await?;
         // Again: the stores and the certificate have made their files by now.
         data_dir::prepare(&config.data_dir)?;
         let _ = readiness.ledger.set(ledger.clone());
@@ -342,13 +342,21 @@ async fn open_store(
 async fn open_ledger(
     config: &Config,
     directory: &Arc<SessionDirectory>,
+    store: &Arc<dyn AccountStore>,
     stop: &CancellationToken,
     tasks: &mut Tasks,
 ) -> Result<(LedgerHandle, Option<Arc<crate::peer::PeerClients>>), NodeError> {
     let options = LedgerOptions::from(&config.ledger);
     if config.cluster.enabled() {
-        let (ledger, clients) =
-            cluster::start(config, options, directory.clone(), stop, tasks).await?;
+        let (ledger, clients) = cluster::start(
+            config,
+            options,
+            directory.clone(),
+            store.clone(),
+            stop,
+            tasks,
+        )
+        .await?;
         Ok((ledger, Some(clients)))
     } else {
         let ledger = LedgerHandle::open_single(&config.data_dir, options).await?;

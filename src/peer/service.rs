@@ -13,7 +13,8 @@ use crate::invites::Command;
 use crate::ledger::membership::Change;
 use crate::ledger::types::{LedgerRaft, NodeId};
 use crate::ledger::{LedgerError, LedgerHandle};
-use crate::sessions::SessionDirectory;
+use crate::sessions::kept::deliver_kept;
+use crate::sessions::{Presence, RemoteSession, SessionDirectory};
 use crate::xmpp::jid::Username;
 use crate::xmpp::reader::{parse_stanza, ReaderLimits};
 
@@ -24,7 +25,14 @@ pub struct PeerService {
     pub advertise: String,
     pub replication: usize,
     pub limits: ReaderLimits,
+    /// For messages kept for a user who just became available on a peer.
+    pub store: Arc<dyn crate::accounts::AccountStore>,
 }
+
+/// How long after a peer's session became available this node looks for
+/// messages it kept for that user meanwhile (well beyond one announcement's
+/// trip, so that the owner's own delivery at initial presence goes first).
+const KEPT_RACE_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn bad(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
@@ -184,6 +192,67 @@ impl Peer for PeerService {
         let stanza = parse_stanza(&r.stanza, self.limits).map_err(bad)?;
         self.directory.deliver_local(&user, &stanza, None);
         Ok(Response::new(proto::DeliverReply {}))
+    }
+
+    async fn sessions(
+        &self,
+        request: Request<proto::SessionsRequest>,
+    ) -> Result<Response<proto::SessionsReply>, Status> {
+        self.check()?;
+        let r = request.into_inner();
+        if r.node == self.ledger.node_id() {
+            return Err(bad("a node's own sessions are not remote"));
+        }
+        let mut sessions = Vec::with_capacity(r.sessions.len());
+        for e in r.sessions {
+            let user = Username::parse(&e.user).map_err(bad)?;
+            let presence = if e.available {
+                let stanza = parse_stanza(&e.presence, self.limits).map_err(bad)?;
+                let priority = i8::try_from(e.priority).map_err(bad)?;
+                Some(Presence { priority, stanza })
+            } else {
+                None
+            };
+            sessions.push((
+                user,
+                RemoteSession {
+                    resource: e.resource,
+                    presence,
+                },
+            ));
+        }
+        let came = self.directory.replace_remote(r.node, sessions);
+        // A message may have been kept for them by this node while it did
+        // not know them available yet. Their own node takes the queue at
+        // their initial presence; what is left a moment later came in that
+        // window, and goes to them from here.
+        for user in came {
+            let (directory, store, limits) =
+                (self.directory.clone(), self.store.clone(), self.limits);
+            tokio::spawn(async move {
+                tokio::time::sleep(KEPT_RACE_WINDOW).await;
+                if let Err(e) = deliver_kept(&directory, store.as_ref(), limits, &user).await {
+                    tracing::warn!(error = %e, "kept messages not delivered");
+                }
+            });
+        }
+        Ok(Response::new(proto::SessionsReply {}))
+    }
+
+    async fn route(
+        &self,
+        request: Request<proto::RouteRequest>,
+    ) -> Result<Response<proto::RouteReply>, Status> {
+        self.check()?;
+        let r = request.into_inner();
+        let user = Username::parse(&r.user).map_err(bad)?;
+        let stanza = parse_stanza(&r.stanza, self.limits).map_err(bad)?;
+        if r.resources.is_empty() {
+            self.directory.send_to_available_local(&user, &stanza, None);
+        } else {
+            self.directory.send_to_local(&user, &r.resources, &stanza);
+        }
+        Ok(Response::new(proto::RouteReply {}))
     }
 
     async fn set_isolated(

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use actix::Recipient;
 
+use super::remote::{RemoteSession, RemoteTables};
 use super::Deliver;
 use crate::xmpp::jid::{Domain, Username};
 use crate::xmpp::Element;
@@ -31,6 +33,10 @@ pub struct Presence {
 /// deliver it to the user's sessions there.
 pub trait Fanout: Send + Sync {
     fn deliver(&self, user: &Username, stanza: &Element);
+
+    /// Carries `stanza` to sessions of `user` on `node`: to the named
+    /// resources as addressed, or (none named) to each available one.
+    fn route(&self, node: u64, user: &Username, resources: &[String], stanza: &Element);
 }
 
 pub struct SessionDirectory {
@@ -39,6 +45,11 @@ pub struct SessionDirectory {
     users: RwLock<HashMap<Username, Vec<Bound>>>,
     /// Set on a cluster node: users may be connected to other nodes too.
     fanout: OnceLock<Arc<dyn Fanout>>,
+    /// The other nodes' sessions, as they announced them.
+    remote: RwLock<RemoteTables>,
+    /// Woken when a local session is bound, unbound or changes presence, so
+    /// that the other nodes hear of it.
+    changed: tokio::sync::Notify,
 }
 
 impl SessionDirectory {
@@ -47,6 +58,8 @@ impl SessionDirectory {
             domain,
             users: RwLock::default(),
             fanout: OnceLock::new(),
+            remote: RwLock::default(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -59,6 +72,7 @@ impl SessionDirectory {
                 presence: None,
             });
         }
+        self.changed.notify_one();
     }
 
     pub fn unregister(&self, user: &Username, conn: u64) {
@@ -70,6 +84,7 @@ impl SessionDirectory {
                 }
             }
         }
+        self.changed.notify_one();
     }
 
     /// Records the session's presence (None: unavailable).
@@ -82,24 +97,54 @@ impl SessionDirectory {
                 b.presence = presence;
             }
         }
+        self.changed.notify_one();
     }
 
-    /// The user's bound resources on this node and their presence.
+    /// The user's bound resources, on this node and the others, and their presence.
     pub fn resources(&self, user: &Username) -> Vec<(String, Option<Presence>)> {
-        let Ok(users) = self.users.read() else {
-            return Vec::new();
+        let mut out: Vec<(String, Option<Presence>)> = match self.users.read() {
+            Ok(users) => users
+                .get(user)
+                .into_iter()
+                .flatten()
+                .map(|b| (b.resource.clone(), b.presence.clone()))
+                .collect(),
+            Err(_) => Vec::new(),
         };
-        users
-            .get(user)
-            .into_iter()
-            .flatten()
-            .map(|b| (b.resource.clone(), b.presence.clone()))
-            .collect()
+        for (_, s) in self.remote_sessions(user) {
+            out.push((s.resource, s.presence));
+        }
+        out
+    }
+
+    fn remote_sessions(&self, user: &Username) -> Vec<(u64, RemoteSession)> {
+        match self.remote.read() {
+            Ok(r) if self.fanout.get().is_some() => r.sessions(user),
+            _ => Vec::new(),
+        }
     }
 
     /// Sends `stanza` as it is (its `to` untouched) to the named resources of
-    /// `user`; returns how many it reached.
+    /// `user`, here or on other nodes; returns how many it went to.
     pub fn send_to(&self, user: &Username, resources: &[String], stanza: &Element) -> usize {
+        let mut sent = self.send_to_local(user, resources, stanza);
+        if let Some(fanout) = self.fanout.get() {
+            let mut by_node: HashMap<u64, Vec<String>> = HashMap::new();
+            for (node, s) in self.remote_sessions(user) {
+                if resources.contains(&s.resource) {
+                    by_node.entry(node).or_default().push(s.resource);
+                }
+            }
+            for (node, named) in by_node {
+                sent += named.len();
+                fanout.route(node, user, &named, stanza);
+            }
+        }
+        sent
+    }
+
+    /// Like `send_to`, to this node's sessions only.
+    pub fn send_to_local(&self, user: &Username, resources: &[String], stanza: &Element) -> usize {
         let Ok(users) = self.users.read() else {
             return 0;
         };
@@ -114,8 +159,26 @@ impl SessionDirectory {
     }
 
     /// Sends a copy of `stanza`, addressed to each, to every available
-    /// resource of `user` but the connection `except`.
+    /// resource of `user` (here and on other nodes) but the connection `except`.
     pub fn send_to_available(&self, user: &Username, stanza: &Element, except: Option<u64>) {
+        self.send_to_available_local(user, stanza, except);
+        if let Some(fanout) = self.fanout.get() {
+            let mut nodes: Vec<u64> = self
+                .remote_sessions(user)
+                .into_iter()
+                .filter(|(_, s)| s.presence.is_some())
+                .map(|(n, _)| n)
+                .collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            for node in nodes {
+                fanout.route(node, user, &[], stanza);
+            }
+        }
+    }
+
+    /// Like `send_to_available`, to this node's sessions only.
+    pub fn send_to_available_local(&self, user: &Username, stanza: &Element, except: Option<u64>) {
         let Ok(users) = self.users.read() else {
             return;
         };
@@ -127,6 +190,61 @@ impl SessionDirectory {
             copy.set_attr("to", format!("{user}@{}/{}", self.domain, b.resource));
             b.addr.do_send(Deliver(copy));
         }
+    }
+
+    /// This node's sessions, for announcing them to the other nodes.
+    pub fn local_sessions(&self) -> Vec<(Username, RemoteSession)> {
+        let Ok(users) = self.users.read() else {
+            return Vec::new();
+        };
+        users
+            .iter()
+            .flat_map(|(u, list)| {
+                list.iter().map(move |b| {
+                    (
+                        u.clone(),
+                        RemoteSession {
+                            resource: b.resource.clone(),
+                            presence: b.presence.clone(),
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Resolves once a local session changed since the last call.
+    pub async fn local_changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Takes `node`'s announced sessions; returns the users newly available there.
+    pub fn replace_remote(
+        &self,
+        node: u64,
+        sessions: Vec<(Username, RemoteSession)>,
+    ) -> Vec<Username> {
+        match self.remote.write() {
+            Ok(mut r) => r.replace(node, sessions, Instant::now()),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Drops the tables of nodes silent for `ttl`; returns the available
+    /// sessions they held as (user, resource).
+    pub fn expire_remote(&self, ttl: Duration) -> Vec<(Username, String)> {
+        match self.remote.write() {
+            Ok(mut r) => r
+                .expire(ttl, Instant::now())
+                .into_iter()
+                .map(|(_, u, s)| (u, s.resource))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn domain(&self) -> &Domain {
+        &self.domain
     }
 
     pub fn set_fanout(&self, fanout: Arc<dyn Fanout>) {

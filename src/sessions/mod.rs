@@ -3,10 +3,13 @@
 //! peer service and every client stream deliver through here.
 
 mod directory;
+pub mod kept;
+mod remote;
 mod roster_push;
 pub mod routing;
 
 pub use directory::{Fanout, Presence, SessionDirectory};
+pub use remote::RemoteSession;
 pub use roster_push::{roster_item_element, roster_push, roster_push_versioned};
 
 /// A stanza for one bound stream from elsewhere on the node (roster push,
