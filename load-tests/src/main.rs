@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 
+mod chat_scenario;
 mod floor;
 mod invites;
 mod ledger_scenario;
@@ -190,6 +191,25 @@ enum Scenario {
         /// Hashes derived per password, as usher's scram_hashes.
         #[arg(long, value_delimiter = ',', default_value = "sha-1")]
         hashes: Vec<String>,
+    },
+    /// Messages between N pairs of logged-in users: a sends to b's bare JID,
+    /// b answers to a's full JID; exchanges per second (two messages each)
+    /// and their round-trip latency. With several --addr, a and b of a pair
+    /// are on different nodes. Raise the server's limits.stanzas_per_second
+    /// above what one client sends, or it answers `wait` errors.
+    Chat {
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Exchanges in all, over every pair.
+        #[arg(long, default_value_t = 10_000)]
+        exchanges: usize,
+        #[arg(long, default_value = "chat")]
+        prefix: String,
+        #[arg(long, default_value = "load-password-1")]
+        password: String,
+        /// Invite to register the accounts with, on an invite-only server.
+        #[arg(long)]
+        invite: Option<String>,
     },
     /// Opens authenticated, bound connections and holds them idle, reporting
     /// the server's resident memory before and after.
@@ -739,6 +759,23 @@ async fn remote(cli: Cli) -> anyhow::Result<()> {
                 }
             })
             .await
+        }
+        Scenario::Chat {
+            pairs,
+            exchanges,
+            prefix,
+            password,
+            invite,
+        } => {
+            let options = chat_scenario::Options {
+                pairs,
+                exchanges,
+                prefix,
+                password,
+                invite,
+                json: cli.json,
+            };
+            chat_scenario::run(target, options, deadline).await
         }
         Scenario::Idle {
             connections,
