@@ -8,6 +8,7 @@ mod invite;
 pub mod io;
 mod iq;
 pub mod listener;
+pub mod pre_auth_slots;
 mod presence;
 mod register;
 mod roster;
@@ -39,6 +40,8 @@ pub struct C2sShared {
     /// what the open-file limit leaves room for).
     pub connections: Arc<AtomicUsize>,
     pub max_connections: usize,
+    /// Unauthenticated connections per address.
+    pub pre_auth_slots: Arc<pre_auth_slots::PreAuthSlots>,
     /// Bound sessions on this node.
     pub directory: Arc<crate::sessions::SessionDirectory>,
 }

@@ -12,6 +12,7 @@ use actix::Recipient;
 
 use super::auth::SaslState;
 use super::io::{IoCommand, Outbox};
+use super::pre_auth_slots::PreAuthSlot;
 use super::stream_io::StreamIo;
 use super::C2sShared;
 use crate::registration::ProvenInvite;
@@ -59,6 +60,9 @@ pub struct Session {
     /// This stream's actor, for the session directory.
     me: Option<Recipient<Deliver>>,
     conn_id: u64,
+    /// Its address's place for an unauthenticated connection, until it
+    /// authenticates.
+    pre_auth_slot: Option<PreAuthSlot>,
 }
 
 impl Session {
@@ -71,6 +75,23 @@ impl Session {
             stage: Stage::Plain,
             me: None,
             conn_id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            pre_auth_slot: None,
+        }
+    }
+
+    /// Takes a place among its address's unauthenticated connections, or,
+    /// when they are all taken, ends the stream before reading a byte.
+    pub fn take_pre_auth_slot(&mut self) {
+        match self.shared.pre_auth_slots.take(self.peer.ip()) {
+            Some(slot) => self.pre_auth_slot = Some(slot),
+            None => {
+                tracing::debug!(peer = %self.peer, "refused: too many unauthenticated connections");
+                crate::metrics::rate_limit_hit("pre_auth_connections_per_address");
+                self.stream_error(
+                    StreamError::new(StreamCondition::PolicyViolation)
+                        .with_text("Too many unauthenticated connections from your address"),
+                );
+            }
         }
     }
 
@@ -165,6 +186,19 @@ impl Session {
         }
         self.io.finish_restart();
         self.io.flush();
+    }
+
+    /// `limits.pre_auth_deadline` has passed since the connection opened.
+    pub fn on_pre_auth_deadline(&mut self) {
+        if matches!(self.stage, Stage::Plain | Stage::Secured(_)) {
+            let limit = self.shared.config.limits.pre_auth_deadline;
+            self.stream_error(
+                StreamError::new(StreamCondition::PolicyViolation).with_text(format!(
+                    "Not authenticated within {}",
+                    humantime::format_duration(limit)
+                )),
+            );
+        }
     }
 
     pub fn on_idle_timeout(&mut self) {
@@ -321,6 +355,7 @@ impl Session {
     pub(super) fn authenticated(&mut self, user: Username) {
         tracing::debug!(peer = %self.peer, user = %user, "authenticated");
         self.stage = Stage::Authenticated(user);
+        self.pre_auth_slot = None;
         self.io.require_restart();
         self.io.command(IoCommand::SetIdleTimeout(None));
     }

@@ -16,6 +16,12 @@ pub struct Limits {
     /// How long a stream may stay silent before it authenticates.
     #[serde(with = "humantime_serde")]
     pub pre_auth_idle_timeout: Duration,
+    /// How long a stream may take to authenticate or register, however busy
+    /// it is: trickled bytes do not keep an unauthenticated stream alive.
+    #[serde(with = "humantime_serde")]
+    pub pre_auth_deadline: Duration,
+    /// Unauthenticated connections one address (an IPv6 /64) may hold at once.
+    pub pre_auth_connections_per_address: usize,
     /// Client connections at once; unset: what the open-file limit leaves
     /// room for (checked at start either way).
     pub max_connections: Option<usize>,
@@ -26,6 +32,14 @@ pub struct Limits {
     /// Registrations hashing or waiting to hash at once, node-wide; beyond
     /// it registrations get a `wait` error so logins keep their share of the CPU.
     pub registration_queue: usize,
+    /// Time a client gets to send a request's headers (and between requests on
+    /// a kept-alive connection) on the HTTP listener.
+    #[serde(with = "humantime_serde")]
+    pub http_header_timeout: Duration,
+    /// Time an HTTP request may take from its headers to the response,
+    /// reading its body included.
+    #[serde(with = "humantime_serde")]
+    pub http_request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -34,10 +48,14 @@ impl Default for Limits {
             max_stanza_size: 256 * 1024,
             max_depth: 32,
             pre_auth_idle_timeout: Duration::from_secs(60),
+            pre_auth_deadline: Duration::from_secs(120),
+            pre_auth_connections_per_address: 32,
             max_connections: None,
             registrations_per_ip_per_minute: 10,
             max_auth_failures: 5,
             registration_queue: 64,
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -68,6 +86,30 @@ impl Limits {
             self.pre_auth_idle_timeout,
             secs(1),
             secs(3600),
+        )?;
+        duration(
+            "limits.pre_auth_deadline",
+            self.pre_auth_deadline,
+            secs(5),
+            secs(3600),
+        )?;
+        count(
+            "limits.pre_auth_connections_per_address",
+            self.pre_auth_connections_per_address,
+            1,
+            1_000_000,
+        )?;
+        duration(
+            "limits.http_header_timeout",
+            self.http_header_timeout,
+            secs(1),
+            secs(300),
+        )?;
+        duration(
+            "limits.http_request_timeout",
+            self.http_request_timeout,
+            secs(1),
+            secs(600),
         )?;
         if let Some(n) = self.max_connections {
             count("limits.max_connections", n, 1, 10_000_000)?;

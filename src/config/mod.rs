@@ -517,6 +517,21 @@ mod tests {
                 "limits.pre_auth_idle_timeout",
             ),
             (
+                "USHER_LIMITS__PRE_AUTH_DEADLINE",
+                "1s",
+                "limits.pre_auth_deadline",
+            ),
+            (
+                "USHER_LIMITS__PRE_AUTH_CONNECTIONS_PER_ADDRESS",
+                "0",
+                "limits.pre_auth_connections_per_address",
+            ),
+            (
+                "USHER_LIMITS__HTTP_HEADER_TIMEOUT",
+                "1h",
+                "limits.http_header_timeout",
+            ),
+            (
                 "USHER_LEDGER__JANITOR_INTERVAL",
                 "0s",
                 "ledger.janitor_interval",

@@ -290,6 +290,9 @@ fn client_services(
         decoy_secret: data_dir::secret(&config.data_dir, "decoy.secret")?,
         connections: Default::default(),
         max_connections,
+        pre_auth_slots: crate::c2s::pre_auth_slots::PreAuthSlots::new(
+            config.limits.pre_auth_connections_per_address,
+        ),
         directory,
     }))
 }
