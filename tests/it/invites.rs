@@ -39,7 +39,12 @@ async fn invite_features_appear_only_where_they_belong() {
 
 #[tokio::test]
 async fn preauth_answers_valid_and_every_kind_of_invalid_token() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    // Six bad tokens on one stream: more than it may have by default (5).
+    let node = TestNode::builder()
+        .no_rate_limit()
+        .fast_hashing()
+        .set("USHER_LIMITS__MAX_PREAUTH_FAILURES", "10")
+        .start();
     let valid = node.invite(&[]);
     let revoked = node.invite(&[]);
     let out = node.cli(&["revoke", &revoked]);
