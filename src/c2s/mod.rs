@@ -4,6 +4,7 @@
 mod adhoc;
 mod auth;
 pub mod connection;
+pub mod guessing;
 mod invite;
 pub mod io;
 mod iq;
@@ -36,6 +37,8 @@ pub struct C2sShared {
     pub registrar: Arc<crate::registration::Registrar>,
     /// Seeds the decoy SCRAM salts of unknown users; stable across restarts.
     pub decoy_secret: Vec<u8>,
+    /// Failed passwords and invite tokens, counted across this node's streams.
+    pub guessing: guessing::Guessing,
     /// Open connections, and how many may be (`limits.max_connections`, or
     /// what the open-file limit leaves room for).
     pub connections: Arc<AtomicUsize>,

@@ -1,12 +1,15 @@
 //! How many unauthenticated connections each address holds. Before it logs in
 //! or registers, a connection costs the node a socket, a reader and a timer
 //! and the client nothing, so one address may only hold a few at once
-//! (`limits.pre_auth_connections_per_address`). A slot is given back when its
-//! stream authenticates or its connection ends.
+//! (`limits.pre_auth_connections_per_address`; an IPv6 /64 counts as one
+//! address). A slot is given back when its stream authenticates or its
+//! connection ends.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::throttle::address_bucket;
 
 pub struct PreAuthSlots {
     per_address: usize,
@@ -17,21 +20,6 @@ pub struct PreAuthSlots {
 pub struct PreAuthSlot {
     slots: Arc<PreAuthSlots>,
     key: IpAddr,
-}
-
-/// IPv6 hosts get a /64 each, so counting single addresses would let one
-/// host use 2^64 of them.
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
 }
 
 impl PreAuthSlots {
@@ -45,7 +33,7 @@ impl PreAuthSlots {
     /// A slot for a new connection from `ip`, or `None` when its address
     /// holds all it may.
     pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PreAuthSlot> {
-        let key = address_key(ip);
+        let key = address_bucket(ip);
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let n = held.entry(key).or_insert(0);
         if *n >= self.per_address {
@@ -61,7 +49,7 @@ impl PreAuthSlots {
     /// Slots held by `ip`'s address now.
     pub fn held_by(&self, ip: IpAddr) -> usize {
         let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.get(&address_key(ip)).copied().unwrap_or(0)
+        held.get(&address_bucket(ip)).copied().unwrap_or(0)
     }
 }
 

@@ -41,6 +41,8 @@ pub(super) enum Stage {
 pub(super) struct Unauthenticated {
     pub sasl: SaslState,
     pub auth_failures: u32,
+    /// Invite tokens refused on this stream (XEP-0445 preauth).
+    pub preauth_failures: u32,
     /// The invite this stream proved (XEP-0445 preauth).
     pub invite: Option<ProvenInvite>,
 }

@@ -160,7 +160,7 @@ async fn shared(config: Config) -> Arc<C2sShared> {
         ..LedgerOptions::default()
     };
     let ledger = LedgerHandle::open_single(&dir, options).await.unwrap();
-    let cpu = CpuPool::new(2, 8);
+    let cpu = CpuPool::new(2, 8, 8);
     let directory = Arc::new(SessionDirectory::new(config.domain.clone()));
     let registrar = Arc::new(Registrar {
         config: config.clone(),
@@ -173,6 +173,7 @@ async fn shared(config: Config) -> Arc<C2sShared> {
     let pre_auth_slots = PreAuthSlots::new(config.limits.pre_auth_connections_per_address);
     Arc::new(C2sShared {
         tls: super::tls::acceptor(&config).unwrap(),
+        guessing: super::guessing::Guessing::new(&config.limits),
         config,
         store,
         ledger,

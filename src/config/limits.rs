@@ -40,6 +40,29 @@ pub struct Limits {
     /// reading its body included.
     #[serde(with = "humantime_serde")]
     pub http_request_timeout: Duration,
+    /// Failed SASL attempts from one address (IPv4, or IPv6 /64) within
+    /// `auth_failure_window` before further attempts from it are refused at
+    /// once with `temporary-auth-failure`; 0 turns the limit off.
+    pub auth_failures_per_address: u32,
+    /// Failed SASL attempts on one username (existing or not) within
+    /// `auth_failure_window` after which each further failure is answered
+    /// late (a growing delay): slows guessing without locking the owner out.
+    pub auth_failures_per_account: u32,
+    /// The window both SASL failure counts (and the preauth one) run over.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
+    /// PLAIN logins hashing or waiting to hash at once, node-wide; beyond it
+    /// PLAIN gets `temporary-auth-failure`.
+    pub login_queue: usize,
+    /// Invalid invite tokens on one stream before it is closed.
+    pub max_preauth_failures: u32,
+    /// Invalid invite tokens from one address within `auth_failure_window`
+    /// before its invite checks are refused without a lookup; 0: off.
+    pub preauth_failures_per_address: u32,
+    /// How long an invite validated on a stream stays good for registering
+    /// there; older, the registration is refused as for an expired invite.
+    #[serde(with = "humantime_serde")]
+    pub validated_invite_max_age: Duration,
 }
 
 impl Default for Limits {
@@ -56,6 +79,13 @@ impl Default for Limits {
             registration_queue: 64,
             http_header_timeout: Duration::from_secs(10),
             http_request_timeout: Duration::from_secs(30),
+            auth_failures_per_address: 20,
+            auth_failures_per_account: 10,
+            auth_failure_window: Duration::from_secs(600),
+            login_queue: 64,
+            max_preauth_failures: 5,
+            preauth_failures_per_address: 20,
+            validated_invite_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -126,6 +156,47 @@ impl Limits {
             self.registration_queue,
             1,
             100_000,
+        )?;
+        self.check_guessing()
+    }
+
+    fn check_guessing(&self) -> Result<(), ConfigError> {
+        count(
+            "limits.auth_failures_per_address",
+            self.auth_failures_per_address,
+            0,
+            1_000_000,
+        )?;
+        count(
+            "limits.auth_failures_per_account",
+            self.auth_failures_per_account,
+            0,
+            1_000_000,
+        )?;
+        duration(
+            "limits.auth_failure_window",
+            self.auth_failure_window,
+            secs(1),
+            secs(24 * 3600),
+        )?;
+        count("limits.login_queue", self.login_queue, 1, 100_000)?;
+        count(
+            "limits.max_preauth_failures",
+            self.max_preauth_failures,
+            1,
+            100,
+        )?;
+        count(
+            "limits.preauth_failures_per_address",
+            self.preauth_failures_per_address,
+            0,
+            1_000_000,
+        )?;
+        duration(
+            "limits.validated_invite_max_age",
+            self.validated_invite_max_age,
+            secs(1),
+            secs(24 * 3600),
         )
     }
 }

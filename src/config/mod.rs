@@ -550,6 +550,38 @@ mod tests {
     }
 
     #[test]
+    fn the_guessing_limits_are_bounded() {
+        for (var, value) in [
+            ("USHER_LIMITS__AUTH_FAILURES_PER_ADDRESS", "2000000"),
+            ("USHER_LIMITS__AUTH_FAILURES_PER_ACCOUNT", "2000000"),
+            ("USHER_LIMITS__AUTH_FAILURE_WINDOW", "0s"),
+            ("USHER_LIMITS__AUTH_FAILURE_WINDOW", "2days"),
+            ("USHER_LIMITS__LOGIN_QUEUE", "0"),
+            ("USHER_LIMITS__MAX_PREAUTH_FAILURES", "0"),
+            ("USHER_LIMITS__MAX_PREAUTH_FAILURES", "101"),
+            ("USHER_LIMITS__PREAUTH_FAILURES_PER_ADDRESS", "2000000"),
+            ("USHER_LIMITS__VALIDATED_INVITE_MAX_AGE", "0s"),
+            ("USHER_LIMITS__VALIDATED_INVITE_MAX_AGE", "2days"),
+        ] {
+            let e = error(&[(var, value)]);
+            let key = var
+                .trim_start_matches("USHER_LIMITS__")
+                .to_ascii_lowercase();
+            assert!(e.contains(&format!("limits.{key}")), "{var}={value}: {e}");
+        }
+        let c = load(
+            None,
+            &[
+                ("USHER_LIMITS__AUTH_FAILURES_PER_ADDRESS", "0"),
+                ("USHER_LIMITS__VALIDATED_INVITE_MAX_AGE", "30s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.limits.auth_failures_per_address, 0);
+        assert_eq!(c.limits.validated_invite_max_age, Duration::from_secs(30));
+    }
+
+    #[test]
     fn other_usher_variables_do_not_stop_the_node_but_typos_do() {
         let c = load(
             None,

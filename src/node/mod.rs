@@ -271,7 +271,11 @@ fn client_services(
     directory: Arc<SessionDirectory>,
     max_connections: usize,
 ) -> Result<Arc<C2sShared>, NodeError> {
-    let cpu = CpuPool::new(cores(), config.limits.registration_queue);
+    let cpu = CpuPool::new(
+        cores(),
+        config.limits.registration_queue,
+        config.limits.login_queue,
+    );
     let registrar = Arc::new(Registrar {
         config: config.clone(),
         store: store.clone(),
@@ -288,6 +292,7 @@ fn client_services(
         tls: crate::c2s::tls::acceptor(config)?,
         registrar,
         decoy_secret: data_dir::secret(&config.data_dir, "decoy.secret")?,
+        guessing: crate::c2s::guessing::Guessing::new(&config.limits),
         connections: Default::default(),
         max_connections,
         pre_auth_slots: crate::c2s::pre_auth_slots::PreAuthSlots::new(

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::{Account, AccountStore, CreateOutcome, Credentials};
-use crate::blocking_pool::{CpuPool, PoolError};
+use crate::blocking_pool::{CpuPool, PoolError, Queue};
 use crate::clock::{now_millis, now_unix};
 use crate::config::Config;
 use crate::invites::{
@@ -145,6 +145,16 @@ impl Registrar {
         if request.invite.is_none() && self.config.registration_invite_only {
             return Err(RegistrationError::InviteRequired);
         }
+        if let Some(invite) = &request.invite {
+            // A stream may not keep an invite alive past its expiry for longer
+            // than this: refused like an expired one (the client may preauth again).
+            let max_age = self.config.limits.validated_invite_max_age.as_millis();
+            let age = now_millis().saturating_sub(invite.validated_at);
+            if u128::from(age) > max_age {
+                crate::metrics::rate_limit_hit("validated_invite_max_age");
+                return Err(RegistrationError::InvalidInvite);
+            }
+        }
         let username = self.check_username(request.username)?;
         let password = self.check_password(request.password)?;
         // Hash first: the use is then held only for the write, and a busy
@@ -194,7 +204,9 @@ impl Registrar {
         let hashes = self.config.scram_hashes.clone();
         let derived = self
             .cpu
-            .run_queued(move || Credentials::derive(&password, iterations, &hashes))
+            .run_queued(Queue::Registration, move || {
+                Credentials::derive(&password, iterations, &hashes)
+            })
             .await;
         derived.map_err(|e| match e {
             PoolError::Busy => {

@@ -9,7 +9,7 @@ use usher_load::client::{Auth, Mech};
 async fn register_then_log_in_with_every_mechanism_and_bind() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut c = node.connect_tls().await;
@@ -60,7 +60,7 @@ fn mechanisms(c: &usher_load::Client) -> Vec<String> {
 async fn scram_hashes_limit_stored_keys_and_offered_mechanisms() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_SCRAM_HASHES", "sha-1")
         .start();
@@ -81,7 +81,7 @@ async fn scram_hashes_limit_stored_keys_and_offered_mechanisms() {
 async fn wrong_password_and_unknown_user_fail_alike() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("bob", PASSWORD).await;
@@ -118,7 +118,7 @@ async fn wrong_password_and_unknown_user_fail_alike() {
 async fn too_many_failures_close_the_stream() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_LIMITS__MAX_AUTH_FAILURES", "2")
         .start();
@@ -139,7 +139,7 @@ async fn too_many_failures_close_the_stream() {
 async fn invalid_reserved_and_taken_usernames_are_refused() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("carol", PASSWORD).await;
@@ -188,7 +188,7 @@ async fn invalid_reserved_and_taken_usernames_are_refused() {
 async fn registration_form_and_form_submission() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut c = node.connect_tls().await;
@@ -228,7 +228,10 @@ async fn registration_form_and_form_submission() {
 
 #[tokio::test]
 async fn invite_only_mode_refuses_registration_without_an_invite() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let mut c = node.connect_tls().await;
     let reply = c.register("frank", PASSWORD).await.unwrap();
     assert_iq_error(
@@ -247,7 +250,7 @@ async fn invite_only_mode_refuses_registration_without_an_invite() {
 async fn registration_can_be_switched_off() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ALLOW_REGISTRATION", "false")
         .start();
@@ -282,7 +285,7 @@ async fn registrations_per_address_are_rate_limited() {
 async fn password_change_and_account_removal() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("hank", PASSWORD).await;
@@ -332,7 +335,7 @@ async fn password_change_and_account_removal() {
 async fn accounts_survive_a_graceful_restart_and_a_kill() {
     let mut node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("ivan", PASSWORD).await;
@@ -365,7 +368,7 @@ async fn accounts_survive_a_graceful_restart_and_a_kill() {
 async fn secrets_stay_out_of_the_log() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("kate", PASSWORD).await;

@@ -38,7 +38,7 @@ fn completed(reply: &Element) -> DataForm {
 #[tokio::test]
 async fn users_see_and_run_the_contact_invite_command() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();
@@ -80,7 +80,7 @@ async fn users_see_and_run_the_contact_invite_command() {
 #[tokio::test]
 async fn with_user_invites_allowed_a_contact_invite_registers() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .set("USHER_ALLOW_USER_INVITES", "true")
@@ -114,7 +114,7 @@ async fn with_user_invites_allowed_a_contact_invite_registers() {
 #[tokio::test]
 async fn admins_create_account_invites_plain_and_bound() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();
@@ -170,7 +170,7 @@ async fn admins_create_account_invites_plain_and_bound() {
 #[tokio::test]
 async fn unauthenticated_streams_get_service_unavailable() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();
@@ -182,7 +182,7 @@ async fn unauthenticated_streams_get_service_unavailable() {
 #[tokio::test]
 async fn the_admin_role_from_an_invite_makes_an_admin() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();

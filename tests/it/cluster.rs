@@ -45,7 +45,7 @@ fn invites_on_every_shard(cluster: &LocalCluster, count: usize, uses: u32) -> Ve
 async fn three_nodes_register_through_every_node_on_every_shard() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = LocalCluster::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set_all(FAST_LEASES)
         .start(3);
@@ -99,7 +99,7 @@ async fn killing_a_shard_leader_mid_storm_loses_no_use() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(
         LocalCluster::builder()
-            .no_rate_limit()
+            .no_address_limits()
             .fast_hashing()
             .set_all(FAST_LEASES)
             .start(3),
@@ -208,7 +208,7 @@ async fn storm_through(
 async fn a_node_killed_between_reserve_and_commit_settles_its_holds() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = LocalCluster::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set_all(FAST_LEASES)
         .start(3);
@@ -253,7 +253,7 @@ async fn isolating_a_shard_leader_then_healing_keeps_uses_exact() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(
         LocalCluster::builder()
-            .no_rate_limit()
+            .no_address_limits()
             .fast_hashing()
             .set_all(FAST_LEASES)
             .start(3),
@@ -295,7 +295,7 @@ async fn a_rolling_restart_under_traffic_keeps_uses_exact() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(
         LocalCluster::builder()
-            .no_rate_limit()
+            .no_address_limits()
             .fast_hashing()
             .set_all(FAST_LEASES)
             .start(3),
@@ -329,7 +329,7 @@ async fn a_node_joins_and_another_leaves_under_traffic() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(
         LocalCluster::builder()
-            .no_rate_limit()
+            .no_address_limits()
             .fast_hashing()
             .set_all(FAST_LEASES)
             .start(3),
@@ -378,7 +378,7 @@ async fn a_node_joins_and_another_leaves_under_traffic() {
 async fn a_roster_push_reaches_a_user_on_another_node() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = LocalCluster::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set_all(FAST_LEASES)
         .start(3);

@@ -50,7 +50,7 @@ fn entry(jid: &str, sub: &str, ask: bool) -> (String, String, bool) {
 async fn roster_set_push_and_remove() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("ann", PASSWORD).await;
@@ -111,7 +111,7 @@ async fn roster_set_push_and_remove() {
 async fn a_subscription_handshake_between_online_users_ends_in_both() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("alice", PASSWORD).await;
@@ -158,7 +158,10 @@ async fn a_subscription_handshake_between_online_users_ends_in_both() {
 
 #[tokio::test]
 async fn registering_with_a_contact_invite_makes_mutual_contacts() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     node.register_via_invite("alice", PASSWORD).await;
     let mut alice = login(&node, "alice").await;
     let token = node.invite(&["--contact", "alice"]);
@@ -197,7 +200,10 @@ async fn registering_with_a_contact_invite_makes_mutual_contacts() {
 
 #[tokio::test]
 async fn xep0379_preapproved_subscription_with_the_inviter_offline() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     node.register_via_invite("alice", PASSWORD).await;
     node.register_via_invite("bob", PASSWORD).await;
     let token = node.invite(&["--contact", "alice", "--no-register"]);
@@ -238,7 +244,10 @@ async fn xep0379_preapproved_subscription_with_the_inviter_offline() {
 
 #[tokio::test]
 async fn a_bogus_or_misdirected_token_is_an_ordinary_request() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     for u in ["alice", "bob", "eve"] {
         node.register_via_invite(u, PASSWORD).await;
     }

@@ -4,3 +4,4 @@
 //! cost the node stays within a stated bound.
 
 mod connections;
+mod guessing;
