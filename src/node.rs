@@ -274,6 +274,7 @@ async fn start_cluster(
         limits: crate::xmpp::reader::ReaderLimits {
             max_stanza_size: config.limits.max_stanza_size,
             max_depth: config.limits.max_depth,
+            ..crate::xmpp::reader::ReaderLimits::default()
         },
     };
     let server = tokio::spawn(crate::peer::service::serve(

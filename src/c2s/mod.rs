@@ -47,6 +47,7 @@ impl C2sShared {
         ReaderLimits {
             max_stanza_size: self.config.limits.max_stanza_size,
             max_depth: self.config.limits.max_depth,
+            ..ReaderLimits::default()
         }
     }
 }

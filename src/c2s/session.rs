@@ -326,6 +326,17 @@ fn read_error(e: &ReadError) -> StreamError {
         ReadError::TooDeep(_) => {
             StreamError::new("policy-violation").with_text("XML is nested too deeply")
         }
+        ReadError::TooManyAttributes(_) => {
+            StreamError::new("policy-violation").with_text("too many attributes on one element")
+        }
+        ReadError::TooManyNamespaceDeclarations(_) => StreamError::new("policy-violation")
+            .with_text("too many namespace declarations on one element"),
+        ReadError::NameTooLong(_) => {
+            StreamError::new("policy-violation").with_text("XML name too long")
+        }
+        ReadError::NamespaceTooLong(_) => {
+            StreamError::new("policy-violation").with_text("namespace name too long")
+        }
     }
 }
 
