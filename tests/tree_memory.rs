@@ -1,53 +1,33 @@
 //! Heap cost of parsed stanzas as the allocator sees it. This test binary has
 //! its own counting global allocator, which the library's unit tests cannot.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::path::Path;
 use std::time::Instant;
 
+use usher::xmpp::element::Node;
+use usher::xmpp::fuzzing::{live_bytes, live_chunk_bytes, tree_memory_counted, CountingAllocator};
 use usher::xmpp::reader::{ReaderLimits, StreamEvent, StreamReader};
 use usher::xmpp::Element;
 
-/// Counts the bytes live on the current thread: requested sizes, and the
-/// chunk sizes glibc's malloc would really take for them.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static CHUNKS: Cell<isize> = const { Cell::new(0) };
-}
-
-fn chunk(size: usize) -> isize {
-    // glibc: 8 bytes of header, 16-byte granules, 32 bytes at least.
-    ((size + 8).div_ceil(16) * 16).max(32) as isize
-}
-
-fn account(size: usize, sign: isize) {
-    let _ = LIVE.try_with(|l| l.set(l.get() + sign * size as isize));
-    let _ = CHUNKS.try_with(|c| c.set(c.get() + sign * chunk(size)));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        account(layout.size(), 1);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        account(layout.size(), -1);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        account(layout.size(), -1);
-        account(new_size, 1);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: CountingAllocator = CountingAllocator;
+
+/// The fuzz target's oracle over its seed corpus: the allocator's count equals
+/// `Element::heap_size`, and both keep the bound.
+#[test]
+fn tree_memory_seed_corpus_counted() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/tree_memory");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("the seed corpus") {
+        let path = entry.expect("a corpus entry").path();
+        tree_memory_counted(&std::fs::read(&path).expect("a seed"));
+        seen += 1;
+    }
+    assert!(seen > 0, "empty corpus in {}", dir.display());
+}
 
 fn live() -> (isize, isize) {
-    (LIVE.with(Cell::get), CHUNKS.with(Cell::get))
+    (live_bytes(), live_chunk_bytes())
 }
 
 const HEADER: &str = "<stream:stream xmlns='jabber:client' \
@@ -79,11 +59,13 @@ fn heap_of(input: &[u8], limits: ReaderLimits) -> Result<(usize, usize), String>
     Ok(((after.0 - before.0) as usize, (after.1 - before.1) as usize))
 }
 
+/// Limits under which every bomb below is accepted, so that what it costs shows.
 fn open_limits() -> ReaderLimits {
     ReaderLimits {
-        max_stanza_size: 256 * 1024,
-        max_depth: 32,
-        ..Default::default()
+        max_attributes: 100_000,
+        max_namespace_declarations: 100_000,
+        max_namespace_length: 64 * 1024,
+        ..ReaderLimits::default()
     }
 }
 
@@ -101,11 +83,11 @@ fn bombs() -> Vec<(&'static str, Vec<u8>)> {
             .into_bytes(),
         ),
         ("60,000 <a/> in one stanza", stanza(&"<a/>".repeat(60_000))),
-        ("50,000 × <a/>x (tiny text between)", stanza(&"<a/>x".repeat(50_000))),
         (
-            "30,000 × <a>x</a>",
-            stanza(&"<a>x</a>".repeat(30_000)),
+            "50,000 × <a/>x (tiny text between)",
+            stanza(&"<a/>x".repeat(50_000)),
         ),
+        ("30,000 × <a>x</a>", stanza(&"<a>x</a>".repeat(30_000))),
         (
             "depth-31 nesting, repeated",
             stanza(&format!("{}{}", "<a>".repeat(30), "</a>".repeat(30)).repeat(1_000)),
@@ -119,7 +101,10 @@ fn bombs() -> Vec<(&'static str, Vec<u8>)> {
             stanza(
                 &format!(
                     "<a {}/>",
-                    (0..60).map(|i| format!("a{i}=''")).collect::<Vec<_>>().join(" ")
+                    (0..60)
+                        .map(|i| format!("a{i}=''"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 )
                 .repeat(500),
             ),
@@ -135,6 +120,12 @@ fn bombs() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 #[ignore = "measurement; prints numbers"]
 fn measure_bombs() {
+    println!(
+        "sizes: Element {} bytes, Node {}, StreamEvent {}",
+        std::mem::size_of::<Element>(),
+        std::mem::size_of::<Node>(),
+        std::mem::size_of::<StreamEvent>()
+    );
     for (name, input) in bombs() {
         let start = Instant::now();
         match heap_of(&input, open_limits()) {
@@ -170,15 +161,22 @@ fn measure_cpu_bombs() {
     let attrs: String = (0..20_000).map(|i| format!(" a{i}=''")).collect();
     let input = format!("{HEADER}<message{attrs}/>");
     timed("20,000 attributes", input.as_bytes(), open_limits());
+    timed(
+        "20,000 attributes, default limits",
+        input.as_bytes(),
+        ReaderLimits::default(),
+    );
 
-    let prefixes: String = (0..9_000)
-        .map(|i| format!(" xmlns:p{i}='u'"))
-        .collect();
+    let prefixes: String = (0..9_000).map(|i| format!(" xmlns:p{i}='u'")).collect();
     let input = format!(
         "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'{prefixes}>{}",
         "<p0:a/>".repeat(20_000)
     );
-    timed("9,000 prefixes, 20,000 <p0:a/>", input.as_bytes(), open_limits());
+    timed(
+        "9,000 prefixes, 20,000 <p0:a/>",
+        input.as_bytes(),
+        open_limits(),
+    );
 
     // One byte at a time into a pending start tag of 1 KB and of 240 KB.
     for pending in [1_000, 240_000] {
