@@ -509,11 +509,12 @@ impl StreamReader {
     }
 }
 
-/// Attribute names seen on one element: a short list is searched, a long one
-/// hashed, so that duplicate detection stays constant time per attribute.
+/// Attribute names seen on one element: a few are searched in place, more
+/// are hashed, so that duplicate detection stays constant time per attribute.
 #[derive(Default)]
 struct SeenKeys<'a> {
-    few: Vec<&'a str>,
+    few: [&'a str; SeenKeys::FEW],
+    len: usize,
     many: HashSet<&'a str>,
 }
 
@@ -522,15 +523,16 @@ impl<'a> SeenKeys<'a> {
 
     /// Records `key`; false if it was seen already.
     fn insert(&mut self, key: &'a str) -> bool {
-        if self.few.len() < Self::FEW {
-            if self.few.contains(&key) {
+        if self.len < Self::FEW {
+            if self.few[..self.len].contains(&key) {
                 return false;
             }
-            self.few.push(key);
+            self.few[self.len] = key;
+            self.len += 1;
             return true;
         }
         if self.many.is_empty() {
-            self.many.extend(self.few.iter().copied());
+            self.many.extend(self.few);
         }
         self.many.insert(key)
     }
