@@ -71,6 +71,12 @@ impl Element {
         }
     }
 
+    /// Makes room for exactly `n` more attributes, so that an element built
+    /// whole needs no trimming.
+    pub(crate) fn reserve_attrs(&mut self, n: usize) {
+        self.attrs.reserve_exact(n);
+    }
+
     /// Appends an attribute the caller knows is not set yet (the reader checks
     /// duplicates itself, in constant time per attribute).
     pub(crate) fn push_new_attr(&mut self, name: Box<str>, value: Box<str>) {

@@ -205,6 +205,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::xmpp::reader::ReadError;
 
     fn replay(target: &str, run: fn(&[u8])) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -224,6 +225,49 @@ mod tests {
     #[test]
     fn stream_reader_seed_corpus() {
         replay("stream_reader", stream_reader);
+    }
+
+    /// Feeds `input` cut at `cuts` (ascending), under the default limits.
+    fn in_pieces(input: &[u8], cuts: &[usize]) -> Result<Vec<StreamEvent>, ReadError> {
+        let mut r = StreamReader::new(ReaderLimits::default());
+        let mut events = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([input.len()].iter()) {
+            events.extend(r.feed(&input[from..cut])?);
+            from = cut;
+        }
+        Ok(events)
+    }
+
+    /// Every seed of both reader targets cut at every point (spread cuts for
+    /// long seeds), and fed a byte at a time: always the events of the whole.
+    #[test]
+    fn reader_seeds_split_anywhere() {
+        for target in ["stream_reader", "tree_memory"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/corpus")
+                .join(target);
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let seed = std::fs::read(&path).unwrap();
+                let input = seed.get(1..).unwrap_or_default();
+                let whole = in_pieces(input, &[]);
+                let step = (input.len() / 200).max(1);
+                let every_byte: Vec<usize> = (1..input.len()).collect();
+                let splits = (0..input.len())
+                    .step_by(step)
+                    .map(|cut| vec![cut])
+                    .chain([every_byte]);
+                for cuts in splits {
+                    let split = in_pieces(input, &cuts);
+                    match (&whole, &split) {
+                        (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", path.display()),
+                        (Err(_), Err(_)) => {}
+                        _ => panic!("{}: whole {whole:?}, split {split:?}", path.display()),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

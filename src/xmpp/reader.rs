@@ -506,6 +506,7 @@ impl StreamReader {
             None => (default, qname),
         };
         let mut element = Element::in_shared_ns(local.into(), ns);
+        element.reserve_attrs(attrs.len());
         for (key, value) in attrs {
             element.push_new_attr(key.into(), value);
         }
