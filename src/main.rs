@@ -119,6 +119,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(&config.log);
+            let ignored = Config::ignored_variables();
+            if !ignored.is_empty() {
+                tracing::info!(variables = ?ignored, "USHER_ variables that are no setting, ignored");
+            }
             match serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

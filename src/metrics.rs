@@ -44,7 +44,8 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256
 #[error("metrics recorder: {0}")]
 pub struct MetricsError(String);
 
-/// Installs the process-wide recorder and starts its upkeep. Once per process.
+/// Installs the process-wide recorder. Once per process; `upkeep` must run
+/// beside it.
 pub fn install() -> Result<PrometheusHandle, MetricsError> {
     let err = |e: metrics_exporter_prometheus::BuildError| MetricsError(e.to_string());
     let handle = PrometheusBuilder::new()
@@ -55,15 +56,16 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
         .install_recorder()
         .map_err(err)?;
     describe();
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
     Ok(handle)
+}
+
+/// Drains the histograms' buckets now and then, so they do not grow unbounded.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 fn describe() {

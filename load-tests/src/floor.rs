@@ -37,7 +37,7 @@ async fn handshake_ms(runs: u32) -> anyhow::Result<f64> {
         ..Default::default()
     };
     let acceptor = usher::c2s::tls::acceptor(&config).context("usher's TLS setup")?;
-    let cert = usher::c2s::tls::generated_paths(&config.data_dir, &config.domain).0;
+    let cert = usher::c2s::tls::generated_paths(&config.data_dir, config.domain.as_str()).0;
     let client = tokio_rustls::TlsConnector::from(Trust::Pinned(cert).client_config()?);
     let name = rustls_pki_types::ServerName::try_from("localhost")?;
     let started = Instant::now();

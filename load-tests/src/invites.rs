@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 
 use usher::admin::proto::admin_client::AdminClient;
@@ -22,10 +21,7 @@ pub fn token_of(line: &str) -> Option<String> {
     if !line.starts_with("xmpp:") {
         return Some(line.to_owned());
     }
-    line.split(['?', ';', '&'])
-        .find_map(|part| part.strip_prefix("preauth="))
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+    usher::invites::uri::token_of(line).map(str::to_owned)
 }
 
 /// One token per non-empty line; a line that is neither a token nor an
@@ -66,19 +62,15 @@ pub async fn mint(
 ) -> anyhow::Result<Vec<String>> {
     let token = std::fs::read_to_string(token_file)
         .with_context(|| format!("cannot read the admin token from {}", token_file.display()))?;
-    let header: MetadataValue<_> = format!("Bearer {}", token.trim())
-        .parse()
-        .context("the admin token cannot be sent as a header")?;
+    let attach =
+        usher::bearer::Attach::new(&token).context("the admin token cannot be sent as a header")?;
     let channel = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("invalid admin API URL {url}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .map_err(|e| anyhow!("cannot reach the admin API at {url}: {e}"))?;
-    let client = AdminClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        req.metadata_mut().insert("authorization", header.clone());
-        Ok(req)
-    });
+    let client = AdminClient::with_interceptor(channel, attach);
     let kind = if uses > 1 {
         InviteKind::Group
     } else {

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use tokio::sync::RwLock;
 
+use usher::clock::now_millis;
 use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Token};
-use usher::ledger::{now_millis, shard_of, LedgerHandle, LedgerOptions};
+use usher::ledger::{shard_of, LedgerHandle, LedgerOptions};
+use usher::peer::proto::ledger_failure::Kind;
 use usher::peer::proto::{ProposeRequest, StatusRequest};
 use usher::peer::PeerClients;
 
@@ -64,16 +66,17 @@ impl Remote {
                 .await
                 .map_err(|s| anyhow!("{addr}: {}", s.message()))?
                 .into_inner();
-            if let Some(leader) = reply.not_leader {
-                if !leader.addr.is_empty() {
-                    self.leaders.write().await.insert(shard, leader.addr);
-                } else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(failure) = reply.failure {
+                if failure.kind != Kind::NotLeader as i32 {
+                    bail!("shard {shard}: {}", failure.message);
+                }
+                match failure.leader.filter(|l| !l.addr.is_empty()) {
+                    Some(leader) => {
+                        self.leaders.write().await.insert(shard, leader.addr);
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
                 continue;
-            }
-            if !reply.error.is_empty() {
-                bail!("shard {shard}: {}", reply.error);
             }
             return Ok(serde_json::from_slice(&reply.outcome)?);
         }
@@ -191,8 +194,8 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                 let reservation = format!("{run_id}-{i}");
                 let reserve = Command::Reserve {
                     token: token.clone(),
-                    reservation: reservation.clone(),
-                    username: format!("u{i}"),
+                    reservation: reservation.clone().into(),
+                    username: user(i),
                     purpose: Purpose::Register,
                     validated_at: now_millis(),
                     lease_until: now_millis() + 60_000,
@@ -203,7 +206,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                     Outcome::Reserved(_) => {}
                     other => bail!("reserve: {other:?}"),
                 }
-                let commit = Command::Commit { token, reservation };
+                let commit = Command::Commit {
+                    token,
+                    reservation: reservation.into(),
+                };
                 match target.propose(shards, commit).await? {
                     Outcome::Committed => Ok(()),
                     other => bail!("commit: {other:?}"),
@@ -216,4 +222,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         ledger.shutdown().await;
     }
     Ok(())
+}
+
+/// The made-up account of client `i` (always a valid name).
+fn user(i: usize) -> usher::xmpp::jid::Username {
+    usher::xmpp::jid::Username::parse(&format!("u{i}")).expect("u<number> is a valid username")
 }

@@ -545,7 +545,7 @@ async fn cql_insert_scenario(
             let (store, credentials) = (store.clone(), credentials.clone());
             async move {
                 let account = Account {
-                    username: format!("u{i}"),
+                    username: usher::xmpp::jid::Username::parse(&format!("u{i}"))?,
                     credentials,
                     created_at: 0,
                     roles: vec![],

@@ -1,12 +1,18 @@
 //! usher-load itself: clear errors for bad arguments, and a small run of
 //! every scenario against a real local usher, checked through `--json`.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
+// The suite's fixture, of which these tests use only the test node.
+#[path = "../../tests/it/fixture/mod.rs"]
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the `it` suite uses the rest, and is where dead code shows"
+)]
+mod fixture;
 
 use std::process::{Command, Output};
 
-use common::*;
+use fixture::*;
 
 fn load(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_usher-load"))
@@ -80,7 +86,7 @@ fn bad_arguments_are_refused_clearly() {
 
 #[test]
 fn every_scenario_runs_against_a_local_node() {
-    let node = TestNode::start_with(&[("USHER_REGISTRATION_INVITE_ONLY", "true")]);
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
     let addr = node.addr.to_string();
     let ca = node.trust();
     let usher_load::Trust::Pinned(ca) = ca else {

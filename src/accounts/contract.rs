@@ -8,11 +8,11 @@ use crate::xmpp::sasl::HashAlg;
 
 fn account(name: &str, password: &str) -> Account {
     Account {
-        username: name.to_owned(),
+        username: Username::parse(name).unwrap(),
         credentials: Credentials::derive(password, 4096, &HashAlg::ALL),
         created_at: 1_700_000_000,
         roles: vec!["tester".into()],
-        reservation: Some(format!("res-{name}")),
+        reservation: Some(format!("res-{name}").into()),
     }
 }
 

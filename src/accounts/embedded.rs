@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
+use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
 
 /// username → account record (JSON, so fields can be added without migrations).
@@ -138,7 +139,7 @@ impl AccountStore for EmbeddedStore {
         &self,
         username: &Username,
         credentials: Credentials,
-        reservation: Option<String>,
+        reservation: Option<ReservationId>,
     ) -> Result<bool, StoreError> {
         self.update(username, move |mut account| {
             account.credentials = credentials;
@@ -266,7 +267,7 @@ mod tests {
 
     fn account(name: &str) -> Account {
         Account {
-            username: name.to_owned(),
+            username: Username::parse(name).unwrap(),
             credentials: Credentials::derive("password1", 4096, &crate::xmpp::sasl::HashAlg::ALL),
             created_at: 1,
             roles: vec![],

@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
+use crate::invites::ReservationId;
 use crate::metrics::STORE_SECONDS;
 use crate::xmpp::jid::Username;
 
@@ -39,7 +40,7 @@ impl AccountStore for MeteredStore {
         &self,
         username: &Username,
         credentials: Credentials,
-        reservation: Option<String>,
+        reservation: Option<ReservationId>,
     ) -> Result<bool, StoreError> {
         timed(
             "set_credentials",

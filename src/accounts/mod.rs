@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 pub use credentials::Credentials;
 pub use roster::{RosterItem, Subscription};
 
+use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    pub username: String,
+    pub username: Username,
     pub credentials: Credentials,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
@@ -29,7 +30,7 @@ pub struct Account {
     /// The invite reservation that created this account or last reset its
     /// password; lets the ledger tell a finished registration from a lost one.
     #[serde(default)]
-    pub reservation: Option<String>,
+    pub reservation: Option<ReservationId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub trait AccountStore: Send + Sync + 'static {
         &self,
         username: &Username,
         credentials: Credentials,
-        reservation: Option<String>,
+        reservation: Option<ReservationId>,
     ) -> Result<bool, StoreError>;
 
     /// Removes the account and its roster; false when there was none.
@@ -94,11 +95,4 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn check(&self) -> Result<(), StoreError> {
         Ok(())
     }
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
 use crate::config::ScyllaConfig;
+use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -233,11 +234,11 @@ impl AccountStore for ScyllaStore {
             .run(
                 &self.st.insert_account,
                 (
-                    &account.username,
+                    account.username.as_str(),
                     credentials,
                     &account.roles,
                     created_at,
-                    &account.reservation,
+                    account.reservation.as_ref().map(ReservationId::as_str),
                 ),
             )
             .await?;
@@ -268,11 +269,11 @@ impl AccountStore for ScyllaStore {
         let credentials: Credentials =
             serde_json::from_str(&credentials).map_err(|e| corrupt(name, e))?;
         Ok(Some(Account {
-            username: name.to_owned(),
+            username: username.clone(),
             credentials,
             created_at: created_at.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
             roles: roles.unwrap_or_default(),
-            reservation,
+            reservation: reservation.map(ReservationId::from),
         }))
     }
 
@@ -280,7 +281,7 @@ impl AccountStore for ScyllaStore {
         &self,
         username: &Username,
         credentials: Credentials,
-        reservation: Option<String>,
+        reservation: Option<ReservationId>,
     ) -> Result<bool, StoreError> {
         let credentials = serde_json::to_string(&credentials).map_err(unavailable)?;
         let name = username.as_str();
@@ -288,7 +289,7 @@ impl AccountStore for ScyllaStore {
             Some(r) => {
                 self.run(
                     &self.st.update_credentials_reservation,
-                    (credentials, r, name),
+                    (credentials, r.as_str(), name),
                 )
                 .await
             }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::invites::AdminError;
+use tonic::Status;
+
 use super::proto;
 use crate::ledger::types::NodeId;
 use crate::ledger::LedgerHandle;
@@ -57,24 +58,26 @@ impl ClusterAdmin {
         proto::ClusterStatusResponse { nodes }
     }
 
-    pub async fn add(&self, id: NodeId, addr: &str) -> Result<(), AdminError> {
+    pub async fn add(&self, id: NodeId, addr: &str) -> Result<(), Status> {
         if id == 0 || addr.is_empty() {
-            return Err(AdminError::InvalidArgument(
-                "a node needs a non-zero id and a peer address".into(),
+            return Err(Status::invalid_argument(
+                "a node needs a non-zero id and a peer address",
             ));
         }
-        add_node(&self.ledger, id, addr, self.replication).await?;
-        Ok(())
+        add_node(&self.ledger, id, addr, self.replication)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))
     }
 
-    pub async fn remove(&self, id: NodeId) -> Result<(), AdminError> {
+    pub async fn remove(&self, id: NodeId) -> Result<(), Status> {
         if !self.ledger.members(0).contains_key(&id) {
-            return Err(AdminError::FailedPrecondition(format!(
+            return Err(Status::failed_precondition(format!(
                 "node {id} is not a member"
             )));
         }
-        remove_node(&self.ledger, id, self.replication).await?;
-        Ok(())
+        remove_node(&self.ledger, id, self.replication)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))
     }
 
     pub fn set_isolated(&self, on: bool) {

@@ -1,10 +1,8 @@
-//! The gRPC admin service (tonic): maps requests onto `InviteAdmin` and its
+//! The gRPC admin service (tonic): maps requests onto `Issuer` and its
 //! errors onto gRPC status codes. Every call needs the bearer token.
 
 use tonic::{Request, Response, Status};
 
-use super::history::{HistoryEntry, OriginView};
-use super::invites::{AdminError, InviteAdmin, InviteView, ListFilter, NewInvite};
 use super::proto::admin_server::{Admin, AdminServer};
 use super::proto::{
     self, CreateInviteRequest, GetAccountOriginRequest, GetInviteRequest, ListInviteEventsRequest,
@@ -12,21 +10,23 @@ use super::proto::{
 };
 use crate::invites::model::InviteStatus;
 use crate::invites::{EventFilter, EventKind, InviteKind, Token};
+use crate::issuing::history::{HistoryEntry, OriginView};
+use crate::issuing::{InviteView, IssueError, Issuer, ListFilter, NewInvite};
 use crate::xmpp::jid::Username;
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
-impl From<AdminError> for Status {
-    fn from(e: AdminError) -> Status {
+impl From<IssueError> for Status {
+    fn from(e: IssueError) -> Status {
         match e {
-            AdminError::InvalidArgument(m) => Status::invalid_argument(m),
-            AdminError::FailedPrecondition(m) => Status::failed_precondition(m),
-            AdminError::Conflict(m) => Status::already_exists(m),
-            AdminError::ResourceExhausted(m) => Status::resource_exhausted(m),
-            AdminError::NotFound => Status::not_found("no such invite"),
-            AdminError::Unavailable(e) => Status::unavailable(e.to_string()),
-            AdminError::Storage(m) => Status::unavailable(m),
+            IssueError::InvalidArgument(m) => Status::invalid_argument(m),
+            IssueError::FailedPrecondition(m) => Status::failed_precondition(m),
+            IssueError::Conflict(m) => Status::already_exists(m),
+            IssueError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            IssueError::NotFound => Status::not_found("no such invite"),
+            IssueError::Unavailable(e) => Status::unavailable(e.to_string()),
+            IssueError::Storage(m) => Status::unavailable(m),
         }
     }
 }
@@ -76,7 +76,7 @@ fn state_to_proto(s: InviteStatus) -> proto::InviteState {
 fn to_proto(v: InviteView) -> proto::Invite {
     let pending = v.invite.pending();
     let remaining = v.invite.remaining();
-    let minted_by = v.invite.minted_by.unwrap_or_default();
+    let minted_by = v.invite.minted_by.map(String::from).unwrap_or_default();
     let tree = v
         .invite
         .tree
@@ -86,8 +86,8 @@ fn to_proto(v: InviteView) -> proto::Invite {
     proto::Invite {
         token: s.token.as_str().to_owned(),
         kind: kind_to_proto(s.kind) as i32,
-        username: s.username.unwrap_or_default(),
-        inviter: s.inviter.unwrap_or_default(),
+        username: s.username.map(String::from).unwrap_or_default(),
+        inviter: s.inviter.map(String::from).unwrap_or_default(),
         allow_registration: s.allow_registration,
         max_uses: s.max_uses,
         uses: v.invite.uses,
@@ -139,7 +139,7 @@ fn event_to_proto(e: HistoryEntry) -> proto::InviteEvent {
                 path,
             },
         ) => {
-            out.reservation = reservation;
+            out.reservation = reservation.to_string();
             out.account = account;
             out.node = node;
             out.path = path.as_str().to_owned();
@@ -148,7 +148,7 @@ fn event_to_proto(e: HistoryEntry) -> proto::InviteEvent {
             reservation,
             account,
         }) => {
-            out.reservation = reservation;
+            out.reservation = reservation.to_string();
             out.account = account;
         }
         Some(EventKind::Revoked) | None => {}
@@ -170,7 +170,7 @@ fn origin_to_proto(v: OriginView) -> proto::AccountOrigin {
     };
     if let Some(o) = v.origin {
         out.invite = o.invite.as_str().to_owned();
-        out.inviter = o.inviter.unwrap_or_default();
+        out.inviter = o.inviter.map(String::from).unwrap_or_default();
         out.tree = o.tree.as_str().to_owned();
         out.depth = o.depth;
         out.registered_at_ms = o.registered_at;
@@ -188,7 +188,7 @@ fn token(s: &str) -> Result<Token, Status> {
 }
 
 pub struct AdminService {
-    pub invites: InviteAdmin,
+    pub invites: Issuer,
     /// `None` on a standalone node.
     pub cluster: Option<super::cluster::ClusterAdmin>,
 }
@@ -342,7 +342,7 @@ pub async fn serve(
     token: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let check = super::token::bearer_check(token, "a valid admin bearer token is required");
+    let check = crate::bearer::Check::new(token, "a valid admin bearer token is required");
     tonic::transport::Server::builder()
         .add_service(AdminServer::with_interceptor(service, check))
         .serve_with_incoming_shutdown(

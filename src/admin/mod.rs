@@ -1,11 +1,9 @@
-//! Administration: the invite operations behind the gRPC admin API (and, later,
-//! the ad-hoc commands), and the bearer-token check.
+//! The admin door: the gRPC admin API over the invite operations of
+//! `issuing` and the cluster membership of `peer`, and where its bearer token
+//! is kept.
 
 pub mod cluster;
 pub mod grpc;
-pub mod history;
-pub mod invites;
-pub mod limits;
 pub mod token;
 
 /// Code generated from proto/usher.proto.

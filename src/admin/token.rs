@@ -1,9 +1,7 @@
-//! The admin API's bearer token: from config, or generated at first start in
-//! the data dir (mode 0600).
+//! Where the admin API's bearer token comes from: config, or generated at
+//! first start in the data dir (mode 0600). The check itself is `bearer`.
 
 use std::path::{Path, PathBuf};
-
-use subtle::ConstantTimeEq;
 
 pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.token")
@@ -33,33 +31,6 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> std::io::Res
     }
 }
 
-/// Compares an `authorization` header value with the token in constant time.
-pub fn authorized(header: Option<&str>, token: &str) -> bool {
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    !token.is_empty() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
-/// A tonic interceptor admitting requests that carry `Bearer <token>`;
-/// others get UNAUTHENTICATED with `refusal`.
-pub fn bearer_check(
-    token: String,
-    refusal: &'static str,
-) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
-    move |req: tonic::Request<()>| {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if authorized(header, &token) {
-            Ok(req)
-        } else {
-            Err(tonic::Status::unauthenticated(refusal))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,9 +52,5 @@ mod tests {
             load_or_create(Some("configured-token-123"), dir.path()).unwrap(),
             "configured-token-123"
         );
-        assert!(authorized(Some(&format!("Bearer {a}")), &a));
-        assert!(!authorized(Some(&format!("Bearer {a}x")), &a));
-        assert!(!authorized(Some(&a), &a));
-        assert!(!authorized(None, &a));
     }
 }

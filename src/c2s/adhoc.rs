@@ -4,10 +4,10 @@
 
 use super::iq::iq_result;
 use super::session::Session;
-use crate::admin::invites::{AdminError, InviteAdmin, InviteView, NewInvite};
 use crate::invites::InviteKind;
+use crate::issuing::{InviteView, IssueError, Issuer, NewInvite};
 use crate::xmpp::dataform::{DataForm, Field};
-use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::{ns, Element};
 
@@ -18,8 +18,8 @@ const NOT_PERMITTED: &str = "You don't have permission to execute this command";
 
 impl Session {
     /// The invite operations, shared with the admin API.
-    fn invite_admin(&self) -> InviteAdmin {
-        InviteAdmin {
+    fn invite_admin(&self) -> Issuer {
+        Issuer {
             ledger: self.shared.ledger.clone(),
             store: self.shared.store.clone(),
             config: self.shared.config.clone(),
@@ -42,7 +42,7 @@ impl Session {
     /// The command items of disco#items on the commands node.
     pub(super) async fn command_items(&self) -> Element {
         let mut query = Element::new("query", ns::DISCO_ITEMS).with_attr("node", ns::COMMANDS);
-        let Some(user) = self.user.clone() else {
+        let Some(user) = self.user().cloned() else {
             return query;
         };
         let domain = self.domain().to_owned();
@@ -60,12 +60,15 @@ impl Session {
     }
 
     pub(super) async fn on_command(&mut self, iq: &Element, command: &Element) {
-        let Some(user) = self.user.clone() else {
+        let Some(user) = self.user().cloned() else {
             return self.reply_error(iq, StanzaError::service_unavailable());
         };
         let node = command.attr("node").unwrap_or_default().to_owned();
         if node != CREATE_ACCOUNT && node != INVITE {
-            return self.reply_error(iq, StanzaError::new(ErrorType::Cancel, "item-not-found"));
+            return self.reply_error(
+                iq,
+                StanzaError::new(ErrorType::Cancel, Condition::ItemNotFound),
+            );
         }
         let session_id = command
             .attr("sessionid")
@@ -114,16 +117,16 @@ impl Session {
                 let done = completed(&node, &session_id, &view);
                 self.send(&iq_result(iq).with_child(done));
             }
-            Err(AdminError::InvalidArgument(_)) => self.reply_error(
+            Err(IssueError::InvalidArgument(_)) => self.reply_error(
                 iq,
                 StanzaError::not_acceptable("The requested username is invalid."),
             ),
-            Err(AdminError::ResourceExhausted(why)) => {
-                self.command_refused(iq, &node, &session_id, "resource-constraint", &why)
+            Err(IssueError::ResourceExhausted(why)) => {
+                self.command_refused(iq, &node, &session_id, Condition::ResourceConstraint, &why)
             }
-            Err(AdminError::Conflict(_)) => self.reply_error(
+            Err(IssueError::Conflict(_)) => self.reply_error(
                 iq,
-                StanzaError::new(ErrorType::Cancel, "conflict")
+                StanzaError::new(ErrorType::Cancel, Condition::Conflict)
                     .with_text("The requested username already exists."),
             ),
             Err(e) => {
@@ -134,7 +137,7 @@ impl Session {
     }
 
     fn command_forbidden(&mut self, iq: &Element, node: &str, session_id: &str) {
-        self.command_refused(iq, node, session_id, "forbidden", NOT_PERMITTED);
+        self.command_refused(iq, node, session_id, Condition::Forbidden, NOT_PERMITTED);
     }
 
     /// An IQ error carrying the canceled command with an error note, so the
@@ -144,7 +147,7 @@ impl Session {
         iq: &Element,
         node: &str,
         session_id: &str,
-        condition: &'static str,
+        condition: Condition,
         text: &str,
     ) {
         let canceled = Element::new("command", ns::COMMANDS)
@@ -157,7 +160,7 @@ impl Session {
                     .with_text(text),
             );
         let kind = match condition {
-            "forbidden" => ErrorType::Auth,
+            Condition::Forbidden => ErrorType::Auth,
             _ => ErrorType::Wait,
         };
         let error = StanzaError::new(kind, condition).with_text(text);

@@ -3,13 +3,15 @@
 
 use super::session::Session;
 use crate::accounts::Credentials;
-use crate::xmpp::errors::StreamError;
+use crate::xmpp::errors::{StreamCondition, StreamError};
 use crate::xmpp::jid::{prepare_password, Username};
 use crate::xmpp::sasl::scram::{decoy_keys, parse_client_first, ScramExchange};
 use crate::xmpp::sasl::{self, plain, HashAlg, Mechanism, SaslError};
 use crate::xmpp::{ns, Element};
 
+#[derive(Default)]
 pub enum SaslState {
+    #[default]
     Idle,
     /// `<auth>` came without an initial response.
     AwaitingFirst(Mechanism),
@@ -30,14 +32,15 @@ fn scram_alg(m: Mechanism) -> Option<HashAlg> {
 
 impl Session {
     pub(super) async fn on_sasl(&mut self, el: Element) {
-        if self.user.is_some() {
+        let Some(state) = self.unauthenticated() else {
             return self.stream_error(
-                StreamError::new("policy-violation").with_text("Already authenticated"),
+                StreamError::new(StreamCondition::PolicyViolation)
+                    .with_text("Already authenticated"),
             );
-        }
+        };
         match el.name() {
             "auth" => {
-                self.sasl = SaslState::Idle;
+                state.sasl = SaslState::Idle;
                 let offered = |m: &Mechanism| self.offers(*m);
                 let Some(mech) = el
                     .attr("mechanism")
@@ -49,7 +52,7 @@ impl Session {
                 let text = el.text();
                 if text.trim().is_empty() {
                     // No initial response: ask for it with an empty challenge.
-                    self.sasl = SaslState::AwaitingFirst(mech);
+                    self.set_sasl(SaslState::AwaitingFirst(mech));
                     return self.challenge(b"");
                 }
                 match sasl::decode_payload(&text) {
@@ -61,11 +64,11 @@ impl Session {
                 let payload = match sasl::decode_payload(&el.text()) {
                     Ok(p) => p,
                     Err(e) => {
-                        self.sasl = SaslState::Idle;
+                        self.set_sasl(SaslState::Idle);
                         return self.sasl_failure(e);
                     }
                 };
-                match std::mem::replace(&mut self.sasl, SaslState::Idle) {
+                match self.take_sasl() {
                     SaslState::AwaitingFirst(mech) => self.sasl_step(mech, payload).await,
                     SaslState::AwaitingFinal { exchange, user } => {
                         self.scram_final(&exchange, user, &payload)
@@ -74,11 +77,23 @@ impl Session {
                 }
             }
             "abort" => {
-                self.sasl = SaslState::Idle;
+                self.set_sasl(SaslState::Idle);
                 self.sasl_failure(SaslError::Aborted);
             }
             other => tracing::debug!(element = other, "ignoring unknown SASL element"),
         }
+    }
+
+    fn set_sasl(&mut self, sasl: SaslState) {
+        if let Some(state) = self.unauthenticated() {
+            state.sasl = sasl;
+        }
+    }
+
+    fn take_sasl(&mut self) -> SaslState {
+        self.unauthenticated()
+            .map(|state| std::mem::take(&mut state.sasl))
+            .unwrap_or_default()
     }
 
     async fn sasl_step(&mut self, mech: Mechanism, payload: Vec<u8>) {
@@ -97,11 +112,14 @@ impl Session {
         self.send(&error.to_element());
         metrics::counter!(crate::metrics::SASL, "outcome" => "failure").increment(1);
         if error == SaslError::NotAuthorized {
-            self.auth_failures += 1;
-            if self.auth_failures >= self.shared.config.limits.max_auth_failures {
+            let failures = self.unauthenticated().map_or(0, |state| {
+                state.auth_failures += 1;
+                state.auth_failures
+            });
+            if failures >= self.shared.config.limits.max_auth_failures {
                 crate::metrics::rate_limit_hit("sasl_failures");
                 self.stream_error(
-                    StreamError::new("policy-violation")
+                    StreamError::new(StreamCondition::PolicyViolation)
                         .with_text("Too many failed authentication attempts"),
                 );
             }
@@ -122,7 +140,7 @@ impl Session {
     fn authzid_ok(&self, authzid: Option<&str>, user: Option<&Username>) -> bool {
         match (authzid, user) {
             (None, _) => true,
-            (Some(a), Some(u)) => a == format!("{}@{}", u, self.domain()),
+            (Some(a), Some(u)) => a == self.jid_of(u).to_string(),
             // Unknown user: decide at the proof, like any other failure.
             (Some(_), None) => true,
         }
@@ -131,12 +149,12 @@ impl Session {
     /// Whether the stream offers this mechanism: SCRAM only for the hashes in
     /// `scram_hashes`, PLAIN always.
     pub(super) fn offers(&self, mech: Mechanism) -> bool {
-        scram_alg(mech).is_none_or(|alg| self.shared.config.scram_algs().contains(&alg))
+        scram_alg(mech).is_none_or(|alg| self.shared.config.scram_hashes.contains(&alg))
     }
 
     /// The hash PLAIN checks passwords with: SHA-256 when configured.
     fn plain_hash(&self) -> HashAlg {
-        let algs = self.shared.config.scram_algs();
+        let algs = &self.shared.config.scram_hashes;
         if algs.contains(&HashAlg::Sha256) || algs.is_empty() {
             HashAlg::Sha256
         } else {
@@ -186,10 +204,10 @@ impl Session {
         });
         let nonce = crate::secrets::random_id(18);
         let (exchange, server_first) = ScramExchange::start(alg, first, keys, &nonce);
-        self.sasl = SaslState::AwaitingFinal {
+        self.set_sasl(SaslState::AwaitingFinal {
             exchange: Box::new(exchange),
             user: user.filter(|_| known),
-        };
+        });
         self.challenge(server_first.as_bytes());
     }
 

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::io::{Outbox, Pump};
 use super::session::Session;
 use super::C2sShared;
+use crate::sessions::Deliver;
 
 pub struct C2sConnection {
     /// Taken out while an async step runs; `AtomicResponse` keeps every other
@@ -27,11 +29,6 @@ impl Actor for C2sConnection {
         }
     }
 }
-
-/// A stanza for this stream from elsewhere on the node (roster push, presence).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver(pub crate::xmpp::Element);
 
 impl Handler<Deliver> for C2sConnection {
     type Result = ();
@@ -134,7 +131,7 @@ pub async fn serve_connection(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<C2sShared>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     guard: ConnectionGuard,
 ) {
     let stream = match tokio::net::TcpStream::from_std(stream) {

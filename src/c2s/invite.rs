@@ -3,20 +3,20 @@
 
 use super::iq::iq_result;
 use super::session::Session;
+use crate::clock::now_millis;
 use crate::invites::Token;
-use crate::ledger::now_millis;
 use crate::registration::ProvenInvite;
-use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::Element;
 
 pub const INVALID_INVITE: &str = "The invite token is invalid or expired";
 
 pub(super) fn invalid_invite() -> StanzaError {
-    StanzaError::new(ErrorType::Cancel, "item-not-found").with_text(INVALID_INVITE)
+    StanzaError::new(ErrorType::Cancel, Condition::ItemNotFound).with_text(INVALID_INVITE)
 }
 
 pub(super) fn unavailable() -> StanzaError {
-    StanzaError::new(ErrorType::Wait, "internal-server-error")
+    StanzaError::new(ErrorType::Wait, Condition::InternalServerError)
         .with_text("The invite service is unavailable; please try again later")
 }
 
@@ -41,10 +41,12 @@ impl Session {
             Ok(Ok(())) => {
                 tracing::debug!(peer = %self.peer, invite = %token.redacted(), "invite validated");
                 preauth_outcome("valid");
-                self.invite = Some(ProvenInvite {
-                    token,
-                    validated_at: now,
-                });
+                if let Some(state) = self.unauthenticated() {
+                    state.invite = Some(ProvenInvite {
+                        token,
+                        validated_at: now,
+                    });
+                }
                 self.send(&iq_result(iq));
             }
             Ok(Err(reason)) => {

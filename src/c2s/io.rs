@@ -11,9 +11,10 @@ use std::time::Duration;
 use actix::Addr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use super::connection::{C2sConnection, Disconnected, IdleTimeout, Incoming, Shutdown};
 
@@ -130,7 +131,7 @@ pub struct Pump {
     pub commands: mpsc::UnboundedReceiver<IoCommand>,
     pub actor: Addr<C2sConnection>,
     pub tls: TlsAcceptor,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: CancellationToken,
     pub idle: Option<Duration>,
 }
 
@@ -141,12 +142,12 @@ impl Pump {
             mut commands,
             actor,
             tls,
-            mut shutdown,
+            shutdown,
             mut idle,
         } = self;
         let mut transport = Some(Transport::Plain(stream));
         let mut buffered = false;
-        let mut shutdown_sent = *shutdown.borrow();
+        let mut shutdown_sent = shutdown.is_cancelled();
         if shutdown_sent {
             actor.do_send(Shutdown);
         }
@@ -186,11 +187,9 @@ impl Pump {
                         }
                     }
                 },
-                changed = shutdown.changed(), if !shutdown_sent => {
+                _ = shutdown.cancelled(), if !shutdown_sent => {
                     shutdown_sent = true;
-                    if changed.is_ok() {
-                        actor.do_send(Shutdown);
-                    }
+                    actor.do_send(Shutdown);
                 }
                 read = read_with_timeout(t, buffered, idle) => match read {
                     Ok(Read::Data(data)) => {

@@ -1,9 +1,10 @@
 //! IQs the server answers itself: dispatch, resource binding, the legacy
 //! session, ping and service discovery.
 
-use super::session::Session;
-use crate::xmpp::errors::{ErrorType, StanzaError};
-use crate::xmpp::jid::{normalize_domain, prepare_resource, split_jid};
+use super::session::{Session, Stage};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
+use crate::xmpp::jid::{Jid, Resource};
+use crate::xmpp::stanza::IqType;
 use crate::xmpp::{ns, Element};
 
 /// An empty `result` for `iq`.
@@ -17,12 +18,12 @@ pub(super) fn iq_result(iq: &Element) -> Element {
 
 impl Session {
     pub(super) async fn on_iq(&mut self, iq: Element) {
-        match iq.attr("type") {
-            Some("get" | "set") => {}
+        let kind = match IqType::of(&iq) {
+            Some(kind) if kind.is_request() => kind,
             // Answers to nothing we asked: drop them.
-            Some("result" | "error") => return,
-            _ => return self.reply_error(&iq, StanzaError::bad_request("Invalid IQ type")),
-        }
+            Some(_) => return,
+            None => return self.reply_error(&iq, StanzaError::bad_request("Invalid IQ type")),
+        };
         if iq.attr("id").is_none() {
             return self.reply_error(&iq, StanzaError::bad_request("An IQ needs an id"));
         }
@@ -37,18 +38,17 @@ impl Session {
         if !self.iq_is_for_server(iq.attr("to")) {
             return self.reply_error(&iq, StanzaError::service_unavailable());
         }
-        let is_set = iq.attr("type") == Some("set");
+        let is_set = kind == IqType::Set;
+        let logged_in = self.user().is_some();
         match (payload.ns(), payload.name(), is_set) {
             (ns::REGISTER, "query", _) => self.on_register(&iq, &payload).await,
-            (ns::ROSTER, "query", _) if self.resource.is_some() => {
+            (ns::ROSTER, "query", _) if self.bound().is_some() => {
                 self.on_roster(&iq, &payload).await
             }
-            (ns::PARS, "preauth", true) if self.user.is_none() => {
-                self.on_preauth(&iq, &payload).await
-            }
+            (ns::PARS, "preauth", true) if !logged_in => self.on_preauth(&iq, &payload).await,
             (ns::PING, "ping", false) => self.send(&iq_result(&iq)),
             (ns::BIND, "bind", true) => self.on_bind(&iq, &payload),
-            (ns::SESSION, "session", true) if self.user.is_some() => self.send(&iq_result(&iq)),
+            (ns::SESSION, "session", true) if logged_in => self.send(&iq_result(&iq)),
             (ns::DISCO_INFO, "query", false) if payload.attr("node").is_none() => {
                 let info = self.disco_info();
                 self.send(&iq_result(&iq).with_child(info));
@@ -57,7 +57,7 @@ impl Session {
                 self.send(&iq_result(&iq).with_child(Element::new("query", ns::DISCO_ITEMS)));
             }
             (ns::DISCO_ITEMS, "query", false) if payload.attr("node") == Some(ns::COMMANDS) => {
-                if self.user.is_none() {
+                if !logged_in {
                     return self.reply_error(&iq, StanzaError::service_unavailable());
                 }
                 let items = self.command_items().await;
@@ -68,56 +68,53 @@ impl Session {
         }
     }
 
-    pub(super) fn reply_error(&mut self, stanza: &Element, error: StanzaError) {
-        let reply = error.reply_to(stanza);
-        self.send(&reply);
-    }
-
     /// IQs addressed to the domain, or to the user's own bare JID, are ours.
     fn iq_is_for_server(&self, to: Option<&str>) -> bool {
         let Some(to) = to else { return true };
-        let jid = split_jid(to);
-        if normalize_domain(jid.domain) != self.domain() || jid.resource.is_some() {
+        let Ok(jid) = Jid::parse(to) else {
+            return false;
+        };
+        if jid.bare.domain != self.shared.config.domain || jid.resource.is_some() {
             return false;
         }
-        match (jid.local, &self.user) {
+        match (&jid.bare.local, self.user()) {
             (None, _) => true,
-            (Some(local), Some(user)) => {
-                crate::xmpp::jid::Username::parse(local).ok().as_ref() == Some(user)
-            }
+            (Some(local), Some(user)) => local == user,
             (Some(_), None) => false,
         }
     }
 
     fn on_bind(&mut self, iq: &Element, bind: &Element) {
-        let Some(user) = self.user.clone() else {
-            return self.reply_error(iq, StanzaError::new(ErrorType::Auth, "not-authorized"));
+        let user = match &self.stage {
+            Stage::Authenticated(user) => user.clone(),
+            Stage::Bound(_) => {
+                return self.reply_error(
+                    iq,
+                    StanzaError::new(ErrorType::Cancel, Condition::NotAllowed)
+                        .with_text("A resource is already bound on this stream"),
+                )
+            }
+            Stage::Plain | Stage::Secured(_) => {
+                return self.reply_error(
+                    iq,
+                    StanzaError::new(ErrorType::Auth, Condition::NotAuthorized),
+                )
+            }
         };
-        if self.resource.is_some() {
-            return self.reply_error(
-                iq,
-                StanzaError::new(ErrorType::Cancel, "not-allowed")
-                    .with_text("A resource is already bound on this stream"),
-            );
-        }
         let requested = bind
             .get_child("resource", ns::BIND)
             .map(Element::text)
             .filter(|r| !r.is_empty());
-        let resource = match requested {
-            Some(r) => match prepare_resource(&r) {
-                Ok(r) => r,
-                Err(_) => {
-                    return self.reply_error(iq, StanzaError::bad_request("Invalid resource"))
-                }
-            },
-            None => format!("usher-{}", crate::secrets::random_id(6)),
+        let generated = || format!("usher-{}", crate::secrets::random_id(6));
+        let Ok(resource) = Resource::parse(&requested.unwrap_or_else(generated)) else {
+            return self.reply_error(iq, StanzaError::bad_request("Invalid resource"));
         };
-        let jid = format!("{}@{}/{}", user, self.domain(), resource);
-        self.bound(resource);
+        let jid = self.jid_of(&user).with_resource(resource);
         let reply = iq_result(iq).with_child(
-            Element::new("bind", ns::BIND).with_child(Element::new("jid", ns::BIND).with_text(jid)),
+            Element::new("bind", ns::BIND)
+                .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string())),
         );
+        self.bind(user, jid);
         self.send(&reply);
     }
 

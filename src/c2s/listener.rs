@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix::ArbiterHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::connection::{serve_connection, ConnectionGuard};
 use super::C2sShared;
@@ -15,12 +15,12 @@ pub async fn accept_loop(
     listener: TcpListener,
     shared: Arc<C2sShared>,
     arbiters: Vec<ArbiterHandle>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -33,7 +33,7 @@ pub async fn accept_loop(
             }
         };
         let open = shared.connections.load(Ordering::SeqCst);
-        if open >= shared.config.limits.max_connections {
+        if open >= shared.max_connections {
             tracing::warn!(%peer, open, "connection refused: limits.max_connections reached");
             crate::metrics::rate_limit_hit("max_connections");
             continue;

@@ -4,16 +4,15 @@
 mod adhoc;
 mod auth;
 pub mod connection;
-pub mod directory;
 mod invite;
 pub mod io;
 mod iq;
 pub mod listener;
 mod presence;
-pub mod rate_limit;
 mod register;
-pub(crate) mod roster;
+mod roster;
 pub mod session;
+mod stream_io;
 pub mod tls;
 
 use std::sync::atomic::AtomicUsize;
@@ -36,18 +35,19 @@ pub struct C2sShared {
     pub registrar: Arc<crate::registration::Registrar>,
     /// Seeds the decoy SCRAM salts of unknown users; stable across restarts.
     pub decoy_secret: Vec<u8>,
-    /// Open connections, for `limits.max_connections`.
+    /// Open connections, and how many may be (`limits.max_connections`, or
+    /// what the open-file limit leaves room for).
     pub connections: Arc<AtomicUsize>,
+    pub max_connections: usize,
     /// Bound sessions on this node.
-    pub directory: Arc<directory::SessionDirectory>,
+    pub directory: Arc<crate::sessions::SessionDirectory>,
 }
 
 impl C2sShared {
     pub fn reader_limits(&self) -> ReaderLimits {
-        ReaderLimits {
-            max_stanza_size: self.config.limits.max_stanza_size,
-            max_depth: self.config.limits.max_depth,
-            ..ReaderLimits::default()
-        }
+        self.config.limits.reader()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,10 +4,11 @@
 
 use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
-use crate::invites::{Command, InviteKind, Outcome, Purpose, Token};
-use crate::ledger::now_millis;
-use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::clock::now_millis;
+use crate::invites::{Command, InviteKind, Outcome, Purpose, ReservationId, Token};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
+use crate::xmpp::stanza::{PresenceType, Subscription};
 use crate::xmpp::{ns, Element};
 
 /// One side of a subscription change: whose roster, the item, what happens to it.
@@ -15,20 +16,22 @@ type Side<'a> = (&'a Username, RosterItem, fn(&mut RosterItem));
 
 impl Session {
     pub(super) async fn on_presence(&mut self, presence: Element) {
-        let result = match presence.attr("type") {
-            None => {
-                if !self.available {
-                    self.available = true;
+        let result = match PresenceType::of(&presence) {
+            Some(PresenceType::Available) => {
+                if let Some(b) = self.bound_mut().filter(|b| !b.available) {
+                    b.available = true;
                     self.send_pending_requests().await
                 } else {
                     Ok(())
                 }
             }
-            Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
-                self.on_subscription(kind, &presence).await
-            }
+            Some(PresenceType::Subscription(kind)) => self.on_subscription(kind, &presence).await,
             // Presence is not broadcast by this node; nothing else to do.
-            _ => Ok(()),
+            Some(PresenceType::Unavailable | PresenceType::Probe | PresenceType::Error) => Ok(()),
+            None => {
+                self.reply_error(&presence, StanzaError::bad_request("Unknown presence type"));
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "presence handling failed in storage");
@@ -37,25 +40,23 @@ impl Session {
     }
 
     /// A `presence` of `kind` from `from` to `user`'s bound resources.
-    pub(super) fn deliver_presence(&mut self, user: &Username, from: &str, kind: &str) {
+    pub(super) fn deliver_presence(&mut self, user: &Username, from: &str, kind: Subscription) {
         let p = Element::new("presence", ns::CLIENT)
-            .with_attr("type", kind)
+            .with_attr("type", kind.as_str())
             .with_attr("from", from);
-        if self.user.as_ref() == Some(user) {
+        if self.user() == Some(user) {
             self.send(&p);
             self.shared
                 .directory
-                .deliver_except(user, self.domain(), &p, Some(self.conn_id()));
+                .deliver_except(user, &p, Some(self.conn_id()));
         } else {
-            self.shared
-                .directory
-                .deliver_except(user, self.domain(), &p, None);
+            self.shared.directory.deliver_except(user, &p, None);
         }
     }
 
     /// RFC 6121 §3.1.3: requests that came while the user was away.
     async fn send_pending_requests(&mut self) -> Result<(), StoreError> {
-        let Some(user) = self.user.clone() else {
+        let Some(user) = self.user().cloned() else {
             return Ok(());
         };
         let items = self.shared.store.roster(&user).await?;
@@ -68,8 +69,12 @@ impl Session {
         Ok(())
     }
 
-    async fn on_subscription(&mut self, kind: &str, presence: &Element) -> Result<(), StoreError> {
-        let Some(user) = self.user.clone() else {
+    async fn on_subscription(
+        &mut self,
+        kind: Subscription,
+        presence: &Element,
+    ) -> Result<(), StoreError> {
+        let Some(user) = self.user().cloned() else {
             return Ok(());
         };
         let Some(to) = presence.attr("to") else {
@@ -77,8 +82,8 @@ impl Session {
         };
         let Some(contact) = self.local_user(to) else {
             // No server-to-server links: remote contacts cannot be reached.
-            if kind == "subscribe" {
-                let e = StanzaError::new(ErrorType::Cancel, "remote-server-not-found");
+            if kind == Subscription::Subscribe {
+                let e = StanzaError::new(ErrorType::Cancel, Condition::RemoteServerNotFound);
                 self.reply_error(presence, e);
             }
             return Ok(());
@@ -87,7 +92,7 @@ impl Session {
             return Ok(());
         }
         if self.shared.store.get(&contact).await?.is_none() {
-            if kind == "subscribe" {
+            if kind == Subscription::Subscribe {
                 self.reply_error(presence, StanzaError::service_unavailable());
             }
             return Ok(());
@@ -97,14 +102,14 @@ impl Session {
         let store = &self.shared.store;
         let known = store.roster_item(&user, &them).await?.is_some()
             || store.roster_item(&contact, &me).await?.is_some();
-        if !known && kind.starts_with("un") {
+        if !known && matches!(kind, Subscription::Unsubscribe | Subscription::Unsubscribed) {
             // Nothing to end: no roster items are made up for it.
             return Ok(());
         }
         let mine = self.load_item(&user, &them).await?;
         let theirs = self.load_item(&contact, &me).await?;
         match kind {
-            "subscribe" => {
+            Subscription::Subscribe => {
                 if let Some(token) = presence
                     .get_child("preauth", ns::PARS)
                     .and_then(|p| p.attr("token"))
@@ -120,26 +125,26 @@ impl Session {
                     // Already approved: answer for the contact at once.
                     mine.got_subscribed();
                     self.save_and_push(&user, mine).await?;
-                    self.deliver_presence(&user, &them, "subscribed");
+                    self.deliver_presence(&user, &them, Subscription::Subscribed);
                 } else {
                     self.save_and_push(&user, mine).await?;
                     theirs.got_subscribe();
                     self.save_and_push(&contact, theirs).await?;
-                    self.deliver_presence(&contact, &me, "subscribe");
+                    self.deliver_presence(&contact, &me, Subscription::Subscribe);
                 }
             }
-            "subscribed" if !mine.pending_in => {}
-            "subscribed" => {
+            Subscription::Subscribed if !mine.pending_in => {}
+            Subscription::Subscribed => {
                 let mine: Side = (&user, mine, RosterItem::sent_subscribed);
                 let theirs: Side = (&contact, theirs, RosterItem::got_subscribed);
                 self.transition(kind, mine, theirs).await?;
             }
-            "unsubscribe" => {
+            Subscription::Unsubscribe => {
                 let mine: Side = (&user, mine, RosterItem::lose_to);
                 let theirs: Side = (&contact, theirs, RosterItem::lose_from);
                 self.transition(kind, mine, theirs).await?;
             }
-            _ => {
+            Subscription::Unsubscribed => {
                 let mine: Side = (&user, mine, RosterItem::lose_from);
                 let theirs: Side = (&contact, theirs, RosterItem::lose_to);
                 self.transition(kind, mine, theirs).await?;
@@ -152,7 +157,7 @@ impl Session {
     /// the item, the change), pushes both, and tells the contact with `kind`.
     async fn transition(
         &mut self,
-        kind: &str,
+        kind: Subscription,
         mine: Side<'_>,
         theirs: Side<'_>,
     ) -> Result<(), StoreError> {
@@ -190,12 +195,12 @@ impl Session {
         if !fits {
             return Ok(false);
         }
-        let reservation = crate::secrets::random_id(16);
+        let reservation = ReservationId::generate();
         let lease = self.shared.config.ledger.reservation_lease.as_millis() as u64;
         let reserve = Command::Reserve {
             token: token.clone(),
             reservation: reservation.clone(),
-            username: user.as_str().to_owned(),
+            username: user.clone(),
             purpose: Purpose::Subscribe,
             validated_at: now,
             lease_until: now + lease,
@@ -240,9 +245,9 @@ impl Session {
         let mut mine = self.load_item(user, &them).await?;
         mine.got_subscribed();
         mine.got_subscribe();
-        self.deliver_presence(user, &them, "subscribed");
+        self.deliver_presence(user, &them, Subscription::Subscribed);
         self.save_and_push(user, mine).await?;
-        self.deliver_presence(user, &them, "subscribe");
+        self.deliver_presence(user, &them, Subscription::Subscribe);
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use super::session::Session;
 use crate::invites::RedeemPath;
 use crate::registration::{RegistrationError, Request};
 use crate::xmpp::dataform::{DataForm, Field};
-use crate::xmpp::errors::{ErrorType, StanzaError};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::{ns, Element};
 
@@ -35,9 +35,9 @@ fn submitted_fields(query: &Element) -> (Option<String>, Option<String>) {
 fn stanza_error(e: &RegistrationError) -> StanzaError {
     use RegistrationError::*;
     match e {
-        RateLimited => StanzaError::new(ErrorType::Wait, "resource-constraint")
+        RateLimited => StanzaError::new(ErrorType::Wait, Condition::ResourceConstraint)
             .with_text("Too many registrations from your address; try again later"),
-        Busy => StanzaError::new(ErrorType::Wait, "resource-constraint")
+        Busy => StanzaError::new(ErrorType::Wait, Condition::ResourceConstraint)
             .with_text("The server is busy with other registrations; try again shortly"),
         InviteRequired => {
             StanzaError::not_acceptable("Registration on this server is through invitation only")
@@ -51,11 +51,11 @@ fn stanza_error(e: &RegistrationError) -> StanzaError {
             StanzaError::not_acceptable("The password contains characters that are not allowed.")
         }
         InvalidInvite => invalid_invite(),
-        WrongUsername => StanzaError::new(ErrorType::Cancel, "forbidden")
+        WrongUsername => StanzaError::new(ErrorType::Cancel, Condition::Forbidden)
             .with_text("This invite is for another username"),
-        NotAllowed => StanzaError::new(ErrorType::Cancel, "forbidden")
+        NotAllowed => StanzaError::new(ErrorType::Cancel, Condition::Forbidden)
             .with_text("This invite does not allow registration"),
-        UsernameTaken => StanzaError::new(ErrorType::Cancel, "conflict")
+        UsernameTaken => StanzaError::new(ErrorType::Cancel, Condition::Conflict)
             .with_text("The requested username already exists."),
         LedgerUnavailable => unavailable(),
         StoreUnavailable => {
@@ -67,7 +67,7 @@ fn stanza_error(e: &RegistrationError) -> StanzaError {
 impl Session {
     pub(super) async fn on_register(&mut self, iq: &Element, query: &Element) {
         let is_set = iq.attr("type") == Some("set");
-        match (self.user.clone(), is_set) {
+        match (self.user().cloned(), is_set) {
             (Some(user), false) => {
                 let reply = iq_result(iq).with_child(
                     Element::new("query", ns::REGISTER)
@@ -95,7 +95,7 @@ impl Session {
             crate::metrics::registration("not_authorized", RedeemPath::Ibr.as_str());
             return self.reply_error(
                 iq,
-                StanzaError::new(ErrorType::Auth, "not-authorized")
+                StanzaError::new(ErrorType::Auth, Condition::NotAuthorized)
                     .with_text("Log in to remove an account"),
             );
         }
@@ -104,23 +104,29 @@ impl Session {
         // username may be retried with the same invite.
         let request = Request {
             peer: self.peer.ip(),
-            invite: self.invite.clone(),
+            invite: self.unauthenticated().and_then(|s| s.invite.clone()),
             username: username.as_deref(),
             password: password.as_deref(),
             path: RedeemPath::Ibr,
         };
         match self.shared.registrar.register(request).await {
             Ok(registered) => {
-                self.invite = None;
+                self.forget_invite();
                 tracing::debug!(peer = %self.peer, user = %registered.username, "registered in band");
                 self.send(&iq_result(iq));
             }
             Err(e) => {
                 if e.invite_unusable() {
-                    self.invite = None;
+                    self.forget_invite();
                 }
                 self.reply_error(iq, stanza_error(&e));
             }
+        }
+    }
+
+    fn forget_invite(&mut self) {
+        if let Some(state) = self.unauthenticated() {
+            state.invite = None;
         }
     }
 
@@ -146,7 +152,7 @@ impl Session {
         if !same_user {
             return self.reply_error(
                 iq,
-                StanzaError::new(ErrorType::Modify, "bad-request")
+                StanzaError::new(ErrorType::Modify, Condition::BadRequest)
                     .with_text("The username does not match this account"),
             );
         }
@@ -171,7 +177,8 @@ impl Session {
             }
             Ok(false) => self.reply_error(
                 iq,
-                StanzaError::new(ErrorType::Auth, "not-authorized").with_text("Account removed"),
+                StanzaError::new(ErrorType::Auth, Condition::NotAuthorized)
+                    .with_text("Account removed"),
             ),
             Err(e) => {
                 tracing::error!(error = %e, "password change failed in storage");

@@ -4,49 +4,24 @@
 use super::iq::iq_result;
 use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
-use crate::xmpp::errors::{ErrorType, StanzaError};
-use crate::xmpp::jid::{normalize_domain, split_jid, Username};
+use crate::sessions::{roster_item_element, roster_push};
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
+use crate::xmpp::jid::{Jid, Username};
+use crate::xmpp::stanza::Subscription;
 use crate::xmpp::{ns, Element};
-
-fn item_element(item: &RosterItem) -> Element {
-    let mut el = Element::new("item", ns::ROSTER)
-        .with_attr("jid", item.jid.clone())
-        .with_attr("subscription", item.subscription.as_str())
-        .with_opt_attr("name", item.name.as_deref());
-    if item.ask {
-        el.set_attr("ask", "subscribe");
-    }
-    for g in &item.groups {
-        el.push_child(Element::new("group", ns::ROSTER).with_text(g.clone()));
-    }
-    el
-}
-
-/// The roster push (RFC 6121 2.1.6) announcing `item`, for any of the user's
-/// sessions.
-pub(crate) fn roster_push(item: &RosterItem) -> Element {
-    push_of(item_element(item))
-}
-
-fn push_of(item: Element) -> Element {
-    Element::new("iq", ns::CLIENT)
-        .with_attr("type", "set")
-        .with_attr("id", format!("push-{}", crate::secrets::random_id(6)))
-        .with_child(Element::new("query", ns::ROSTER).with_child(item))
-}
 
 impl Session {
     pub(super) fn bare_jid(&self, user: &Username) -> String {
-        format!("{user}@{}", self.domain())
+        self.jid_of(user).to_string()
     }
 
     /// A local account's username from a JID of our domain (resource ignored).
     pub(super) fn local_user(&self, jid: &str) -> Option<Username> {
-        let parts = split_jid(jid);
-        if normalize_domain(parts.domain) != self.domain() {
+        let jid = Jid::parse(jid).ok()?;
+        if jid.bare.domain != self.shared.config.domain {
             return None;
         }
-        Username::parse(parts.local?).ok()
+        jid.bare.local
     }
 
     pub(super) async fn load_item(
@@ -74,38 +49,37 @@ impl Session {
             .put_roster_item(user, item.clone())
             .await?;
         if item.is_visible() {
-            self.push(user, item_element(&item));
+            self.push(user, roster_item_element(&item));
         }
         Ok(())
     }
 
     pub(super) fn push(&mut self, user: &Username, item: Element) {
-        let push = push_of(item);
-        let own = self.user.as_ref() == Some(user);
-        self.shared.directory.deliver_except(
-            user,
-            self.domain(),
-            &push,
-            own.then_some(self.conn_id()),
-        );
+        let push = roster_push(item);
+        let own = self.user() == Some(user);
+        self.shared
+            .directory
+            .deliver_except(user, &push, own.then_some(self.conn_id()));
         if own {
-            if let Some(resource) = self.resource.clone() {
-                let mine = push.with_attr("to", format!("{}/{resource}", self.bare_jid(user)));
-                self.send(&mine);
+            if let Some(jid) = self.bound().map(|b| b.jid.to_string()) {
+                self.send(&push.with_attr("to", jid));
             }
         }
     }
 
     pub(super) async fn on_roster(&mut self, iq: &Element, query: &Element) {
-        let Some(user) = self.user.clone() else {
-            return self.reply_error(iq, StanzaError::new(ErrorType::Auth, "not-authorized"));
+        let Some(user) = self.user().cloned() else {
+            return self.reply_error(
+                iq,
+                StanzaError::new(ErrorType::Auth, Condition::NotAuthorized),
+            );
         };
         if iq.attr("type") == Some("get") {
             return match self.shared.store.roster(&user).await {
                 Ok(items) => {
                     let mut q = Element::new("query", ns::ROSTER);
                     for item in items.iter().filter(|i| i.is_visible()) {
-                        q.push_child(item_element(item));
+                        q.push_child(roster_item_element(item));
                     }
                     self.send(&iq_result(iq).with_child(q));
                 }
@@ -141,7 +115,7 @@ impl Session {
             if groups.iter().any(|g| g.is_empty() || g.len() > 1023) {
                 return self.reply_error(
                     iq,
-                    StanzaError::new(ErrorType::Modify, "not-acceptable")
+                    StanzaError::new(ErrorType::Modify, Condition::NotAcceptable)
                         .with_text("Invalid group name"),
                 );
             }
@@ -171,18 +145,11 @@ impl Session {
 
     /// A contact's bare JID in canonical form, if it is one.
     fn normalize_contact(&self, jid: &str) -> Option<String> {
-        let parts = split_jid(jid.trim());
-        if parts.resource.is_some() || parts.domain.is_empty() {
+        let jid = Jid::parse(jid.trim()).ok()?;
+        if jid.resource.is_some() {
             return None;
         }
-        let domain = normalize_domain(parts.domain);
-        match parts.local {
-            Some(l) => {
-                let local = Username::parse(l).ok()?;
-                Some(format!("{local}@{domain}"))
-            }
-            None => Some(domain),
-        }
+        Some(jid.bare.to_string())
     }
 
     /// Roster removal (RFC 6121 §2.5): the subscriptions both ways end too.
@@ -195,11 +162,11 @@ impl Session {
             if let Some(mut theirs) = self.shared.store.roster_item(&contact, &me).await? {
                 if item.subscription.has_to() || item.ask {
                     theirs.lose_from();
-                    self.deliver_presence(&contact, &me, "unsubscribe");
+                    self.deliver_presence(&contact, &me, Subscription::Unsubscribe);
                 }
                 if item.subscription.has_from() {
                     theirs.lose_to();
-                    self.deliver_presence(&contact, &me, "unsubscribed");
+                    self.deliver_presence(&contact, &me, Subscription::Unsubscribed);
                 }
                 self.save_and_push(&contact, theirs).await?;
             }

@@ -1,7 +1,8 @@
 //! The stream state machine of one client connection (RFC 6120):
 //! plain → secured (STARTTLS) → authenticated (SASL) → bound. Stanzas are
 //! handled one at a time, in order; async steps (storage, hashing) finish before
-//! the next stanza is looked at.
+//! the next stanza is looked at. Bytes come in through `on_data` and what goes
+//! out leaves through the `Outbox`, so a test drives a session without a socket.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,62 +11,66 @@ use std::sync::Arc;
 use actix::Recipient;
 
 use super::auth::SaslState;
-use super::connection::Deliver;
 use super::io::{IoCommand, Outbox};
+use super::stream_io::StreamIo;
 use super::C2sShared;
-use crate::xmpp::errors::{ErrorType, StanzaError, StreamError};
-use crate::xmpp::jid::{normalize_domain, Username};
-use crate::xmpp::reader::{ReadError, StreamEvent, StreamHeader, StreamReader};
+use crate::registration::ProvenInvite;
+use crate::sessions::Deliver;
+use crate::xmpp::errors::{Condition, ErrorType, StanzaError, StreamCondition, StreamError};
+use crate::xmpp::jid::{normalize_domain, BareJid, FullJid, Username};
+use crate::xmpp::reader::{ReadError, StreamEvent, StreamHeader};
 use crate::xmpp::sasl::Mechanism;
-use crate::xmpp::{ns, stream, Element};
+use crate::xmpp::stanza::IqType;
+use crate::xmpp::{ns, Element};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Where the stream stands; each stage holds what only it has.
+pub(super) enum Stage {
+    /// Before STARTTLS: only TLS is on offer.
+    Plain,
+    /// TLS is on, nobody is logged in: registration and SASL.
+    Secured(Unauthenticated),
+    /// SASL succeeded; no resource yet.
+    Authenticated(Username),
+    Bound(Bound),
+}
+
+#[derive(Default)]
+pub(super) struct Unauthenticated {
+    pub sasl: SaslState,
+    pub auth_failures: u32,
+    /// The invite this stream proved (XEP-0445 preauth).
+    pub invite: Option<ProvenInvite>,
+}
+
+pub(super) struct Bound {
+    pub user: Username,
+    pub jid: FullJid,
+    /// Initial presence was sent (pending subscription requests go out then).
+    pub available: bool,
+}
+
 pub struct Session {
     pub(super) shared: Arc<C2sShared>,
-    out: Outbox,
+    pub(super) io: StreamIo,
     pub(super) peer: SocketAddr,
-    reader: StreamReader,
-    header_sent: bool,
-    pub(super) secured: bool,
-    pub(super) sasl: SaslState,
-    pub(super) auth_failures: u32,
-    pub(super) user: Option<Username>,
-    pub(super) resource: Option<String>,
-    /// The invite this unauthenticated stream proved (XEP-0445 preauth).
-    pub(super) invite: Option<crate::registration::ProvenInvite>,
+    pub(super) stage: Stage,
     /// This stream's actor, for the session directory.
     me: Option<Recipient<Deliver>>,
     conn_id: u64,
-    /// Initial presence was sent (pending subscription requests go out then).
-    pub(super) available: bool,
-    /// The peer must open a new stream (after STARTTLS or SASL success).
-    restart: bool,
-    closed: bool,
-    outbuf: String,
 }
 
 impl Session {
     pub fn new(shared: Arc<C2sShared>, out: Outbox, peer: SocketAddr) -> Self {
-        let reader = StreamReader::new(shared.reader_limits());
+        let io = StreamIo::new(out, shared.reader_limits());
         Session {
             shared,
-            out,
+            io,
             peer,
-            reader,
-            header_sent: false,
-            secured: false,
-            sasl: SaslState::Idle,
-            auth_failures: 0,
-            user: None,
-            resource: None,
-            invite: None,
+            stage: Stage::Plain,
             me: None,
             conn_id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
-            available: false,
-            restart: false,
-            closed: false,
-            outbuf: String::new(),
         }
     }
 
@@ -77,120 +82,129 @@ impl Session {
         self.me = Some(me);
     }
 
+    pub fn domain(&self) -> &str {
+        self.shared.config.domain.as_str()
+    }
+
+    /// The logged-in user, once SASL succeeded.
+    pub(super) fn user(&self) -> Option<&Username> {
+        match &self.stage {
+            Stage::Authenticated(user) | Stage::Bound(Bound { user, .. }) => Some(user),
+            Stage::Plain | Stage::Secured(_) => None,
+        }
+    }
+
+    pub(super) fn bound(&self) -> Option<&Bound> {
+        match &self.stage {
+            Stage::Bound(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub(super) fn bound_mut(&mut self) -> Option<&mut Bound> {
+        match &mut self.stage {
+            Stage::Bound(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The unauthenticated state of a secured stream.
+    pub(super) fn unauthenticated(&mut self) -> Option<&mut Unauthenticated> {
+        match &mut self.stage {
+            Stage::Secured(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// A local user's bare JID.
+    pub(super) fn jid_of(&self, user: &Username) -> BareJid {
+        BareJid::user(user.clone(), self.shared.config.domain.clone())
+    }
+
     /// A stanza from elsewhere on the node; only bound streams take them.
     pub fn deliver(&mut self, stanza: Element) {
-        if self.resource.is_some() && !self.closed {
+        if self.bound().is_some() && !self.io.is_closed() {
             self.send(&stanza);
-            self.flush();
+            self.io.flush();
         }
     }
 
-    /// Registers the bound resource in the session directory.
-    pub(super) fn bound(&mut self, resource: String) {
-        if let (Some(user), Some(me)) = (&self.user, &self.me) {
+    /// Binds `jid` to this stream and registers it in the session directory.
+    pub(super) fn bind(&mut self, user: Username, jid: FullJid) {
+        if let Some(me) = &self.me {
             self.shared
                 .directory
-                .register(user, self.conn_id, &resource, me.clone());
+                .register(&user, self.conn_id, jid.resource.as_str(), me.clone());
         }
-        self.resource = Some(resource);
-    }
-
-    pub fn domain(&self) -> &str {
-        &self.shared.config.domain
+        self.stage = Stage::Bound(Bound {
+            user,
+            jid,
+            available: false,
+        });
     }
 
     /// Handles bytes read from the socket.
     pub async fn on_data(&mut self, data: &[u8]) {
-        if self.closed {
+        if self.io.is_closed() {
             return;
         }
-        match self.reader.feed(data) {
+        match self.io.feed(data) {
             Ok(events) => {
                 for event in events {
                     match event {
                         StreamEvent::Open(header) => self.on_open(header),
                         StreamEvent::Stanza(stanza) => self.on_stanza(stanza).await,
-                        StreamEvent::Close => self.on_close(),
+                        StreamEvent::Close => self.io.close_stream(),
                     }
-                    if self.closed || self.restart {
+                    if self.io.is_closed() || self.io.restarting() {
                         break;
                     }
                 }
             }
             Err(e) => self.stream_error(read_error(&e)),
         }
-        if self.restart {
-            // Anything after the restart point was pipelined: drop it.
-            self.restart = false;
-            self.reader.reset();
-            self.header_sent = false;
-        }
-        self.flush();
+        self.io.finish_restart();
+        self.io.flush();
     }
 
     pub fn on_idle_timeout(&mut self) {
-        self.stream_error(StreamError::new("connection-timeout"));
+        self.stream_error(StreamError::new(StreamCondition::ConnectionTimeout));
     }
 
     pub fn on_shutdown(&mut self) {
-        self.stream_error(StreamError::new("system-shutdown"));
+        self.stream_error(StreamError::new(StreamCondition::SystemShutdown));
     }
 
     pub(super) fn send(&mut self, element: &Element) {
-        element.write_to(&mut self.outbuf, ns::CLIENT);
-        crate::metrics::stanza_out();
+        self.io.send(element);
     }
 
-    fn flush(&mut self) {
-        if !self.outbuf.is_empty() {
-            let data = std::mem::take(&mut self.outbuf).into_bytes();
-            self.out.command(IoCommand::Send(data));
-        }
+    pub(super) fn reply_error(&mut self, stanza: &Element, error: StanzaError) {
+        let reply = error.reply_to(stanza);
+        self.send(&reply);
     }
 
     /// Sends a stream error and closes the stream.
     pub(super) fn stream_error(&mut self, error: StreamError) {
-        if self.closed {
+        if self.io.is_closed() {
             return;
         }
-        tracing::debug!(peer = %self.peer, condition = error.condition, "stream error");
-        metrics::counter!(crate::metrics::STREAM_ERRORS, "condition" => error.condition)
+        tracing::debug!(peer = %self.peer, condition = %error.condition, "stream error");
+        metrics::counter!(crate::metrics::STREAM_ERRORS, "condition" => error.condition.as_str())
             .increment(1);
-        if !self.header_sent {
-            self.send_header();
-        }
-        self.outbuf.push_str(&error.to_xml());
-        self.outbuf.push_str(stream::CLOSE);
-        self.close();
-    }
-
-    fn close(&mut self) {
-        self.flush();
-        self.out.command(IoCommand::Close);
-        self.closed = true;
-    }
-
-    fn on_close(&mut self) {
-        if self.header_sent {
-            self.outbuf.push_str(stream::CLOSE);
-        }
-        self.close();
-    }
-
-    fn send_header(&mut self) {
-        let id = crate::secrets::random_id(12);
-        self.outbuf.push_str(&stream::header(self.domain(), &id));
-        self.header_sent = true;
+        let domain = self.shared.config.domain.clone();
+        self.io.stream_error(&error, domain.as_str());
     }
 
     fn on_open(&mut self, h: StreamHeader) {
-        self.send_header();
+        let domain = self.shared.config.domain.clone();
+        self.io.send_header(domain.as_str());
         if h.root_name != "stream" || h.root_ns != ns::STREAM || h.content_ns != ns::CLIENT {
-            return self.stream_error(StreamError::new("invalid-namespace"));
+            return self.stream_error(StreamError::new(StreamCondition::InvalidNamespace));
         }
         if let Some(to) = &h.to {
             if normalize_domain(to) != self.domain() {
-                return self.stream_error(StreamError::new("host-unknown"));
+                return self.stream_error(StreamError::new(StreamCondition::HostUnknown));
             }
         }
         let major = h
@@ -200,36 +214,39 @@ impl Session {
             .and_then(|m| m.parse::<u32>().ok());
         if major.unwrap_or(0) < 1 {
             return self.stream_error(
-                StreamError::new("unsupported-version").with_text("XMPP 1.0 streams only"),
+                StreamError::new(StreamCondition::UnsupportedVersion)
+                    .with_text("XMPP 1.0 streams only"),
             );
         }
         let features = self.features();
-        self.outbuf.push_str(&features);
+        self.io.send_raw(&features);
     }
 
     fn features(&self) -> String {
         let mut f = Element::new("features", ns::STREAM);
-        if !self.secured {
-            f.push_child(
+        match &self.stage {
+            Stage::Plain => f.push_child(
                 Element::new("starttls", ns::TLS).with_child(Element::new("required", ns::TLS)),
-            );
-        } else if self.user.is_none() {
-            if self.shared.config.allow_registration {
-                f.push_child(Element::new("register", ns::INVITE));
-                f.push_child(Element::new("register", ns::IBR_TOKEN));
-                f.push_child(Element::new("register", ns::REGISTER_FEATURE));
+            ),
+            Stage::Secured(_) => {
+                if self.shared.config.allow_registration {
+                    f.push_child(Element::new("register", ns::INVITE));
+                    f.push_child(Element::new("register", ns::IBR_TOKEN));
+                    f.push_child(Element::new("register", ns::REGISTER_FEATURE));
+                }
+                let mut mechanisms = Element::new("mechanisms", ns::SASL);
+                for m in Mechanism::ALL.into_iter().filter(|m| self.offers(*m)) {
+                    mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(m.name()));
+                }
+                f.push_child(mechanisms);
             }
-            let mut mechanisms = Element::new("mechanisms", ns::SASL);
-            for m in Mechanism::ALL.into_iter().filter(|m| self.offers(*m)) {
-                mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(m.name()));
+            Stage::Authenticated(_) | Stage::Bound(_) => {
+                f.push_child(Element::new("bind", ns::BIND));
+                f.push_child(
+                    Element::new("session", ns::SESSION)
+                        .with_child(Element::new("optional", ns::SESSION)),
+                );
             }
-            f.push_child(mechanisms);
-        } else {
-            f.push_child(Element::new("bind", ns::BIND));
-            f.push_child(
-                Element::new("session", ns::SESSION)
-                    .with_child(Element::new("optional", ns::SESSION)),
-            );
         }
         // The stream prefix is declared on the header, so write the wrapper by hand.
         let mut out = String::from("<stream:features>");
@@ -242,22 +259,21 @@ impl Session {
 
     async fn on_stanza(&mut self, stanza: Element) {
         crate::metrics::stanza_in();
-        if !self.secured {
+        if matches!(self.stage, Stage::Plain) {
             return self.on_stanza_before_tls(stanza);
         }
         match stanza.ns() {
             ns::SASL => self.on_sasl(stanza).await,
             ns::TLS => {
                 // TLS is already on; a second STARTTLS is a protocol error.
-                self.outbuf
-                    .push_str("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-                self.outbuf.push_str(stream::CLOSE);
-                self.close();
+                self.io
+                    .send_raw("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+                self.io.close_stream();
             }
             ns::CLIENT => match stanza.name() {
                 "iq" => self.on_iq(stanza).await,
-                "message" | "presence" if self.resource.is_none() => {
-                    self.stream_error(StreamError::new("not-authorized"))
+                "message" | "presence" if self.bound().is_none() => {
+                    self.stream_error(StreamError::new(StreamCondition::NotAuthorized))
                 }
                 "message" => self.on_message(stanza),
                 "presence" => self.on_presence(stanza).await,
@@ -269,12 +285,12 @@ impl Session {
 
     fn on_stanza_before_tls(&mut self, stanza: Element) {
         if stanza.is("starttls", ns::TLS) {
-            self.outbuf
-                .push_str("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-            self.flush();
-            self.out.command(IoCommand::StartTls);
-            self.secured = true;
-            self.restart = true;
+            self.io
+                .send_raw("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+            self.io.flush();
+            self.io.command(IoCommand::StartTls);
+            self.stage = Stage::Secured(Unauthenticated::default());
+            self.io.require_restart();
             return;
         }
         if stanza.is("auth", ns::SASL) {
@@ -282,68 +298,71 @@ impl Session {
             return self.send(&failure);
         }
         if stanza.is("iq", ns::CLIENT) {
-            if matches!(stanza.attr("type"), Some("get" | "set")) {
-                let error = StanzaError::new(ErrorType::Modify, "policy-violation")
+            if IqType::of(&stanza).is_some_and(IqType::is_request) {
+                let error = StanzaError::new(ErrorType::Modify, Condition::PolicyViolation)
                     .with_text("Encryption is required");
-                self.send(&error.reply_to(&stanza));
+                self.reply_error(&stanza, error);
             }
             return;
         }
-        self.stream_error(StreamError::new("policy-violation").with_text("Encryption is required"));
+        self.stream_error(
+            StreamError::new(StreamCondition::PolicyViolation).with_text("Encryption is required"),
+        );
     }
 
     fn on_message(&mut self, message: Element) {
         // This node delivers no messages: tell the sender rather than drop silently.
         if message.attr("type") != Some("error") {
-            let reply = StanzaError::service_unavailable().reply_to(&message);
-            self.send(&reply);
+            self.reply_error(&message, StanzaError::service_unavailable());
         }
     }
 
-    /// Called after SASL success.
+    /// Called after SASL success: a new stream follows.
     pub(super) fn authenticated(&mut self, user: Username) {
         tracing::debug!(peer = %self.peer, user = %user, "authenticated");
-        self.user = Some(user);
-        self.restart = true;
-        self.out.command(IoCommand::SetIdleTimeout(None));
+        self.stage = Stage::Authenticated(user);
+        self.io.require_restart();
+        self.io.command(IoCommand::SetIdleTimeout(None));
     }
 
     /// Called after the account was removed: the stream cannot go on.
     pub(super) fn account_removed(&mut self) {
-        self.stream_error(StreamError::new("not-authorized").with_text("Account removed"));
+        self.stream_error(
+            StreamError::new(StreamCondition::NotAuthorized).with_text("Account removed"),
+        );
     }
 }
 
 fn read_error(e: &ReadError) -> StreamError {
     match e {
-        ReadError::NotWellFormed(_) => StreamError::new("not-well-formed"),
-        ReadError::Restricted(what) => {
-            StreamError::new("restricted-xml").with_text(format!("{what} not allowed"))
-        }
-        ReadError::TooBig(_) => StreamError::new("policy-violation")
+        ReadError::NotWellFormed(_) => StreamError::new(StreamCondition::NotWellFormed),
+        ReadError::Restricted(what) => StreamError::new(StreamCondition::RestrictedXml)
+            .with_text(format!("{what} not allowed")),
+        ReadError::TooBig(_) => StreamError::new(StreamCondition::PolicyViolation)
             .with_text("XML stanza is too big")
             .with_app(Element::new("stanza-too-big", ns::XMPP_ERRORS)),
         ReadError::TooDeep(_) => {
-            StreamError::new("policy-violation").with_text("XML is nested too deeply")
+            StreamError::new(StreamCondition::PolicyViolation).with_text("XML is nested too deeply")
         }
-        ReadError::TooManyAttributes(_) => {
-            StreamError::new("policy-violation").with_text("too many attributes on one element")
+        ReadError::TooManyAttributes(_) => StreamError::new(StreamCondition::PolicyViolation)
+            .with_text("too many attributes on one element"),
+        ReadError::TooManyNamespaceDeclarations(_) => {
+            StreamError::new(StreamCondition::PolicyViolation)
+                .with_text("too many namespace declarations on one element")
         }
-        ReadError::TooManyNamespaceDeclarations(_) => StreamError::new("policy-violation")
-            .with_text("too many namespace declarations on one element"),
         ReadError::NameTooLong(_) => {
-            StreamError::new("policy-violation").with_text("XML name too long")
+            StreamError::new(StreamCondition::PolicyViolation).with_text("XML name too long")
         }
         ReadError::NamespaceTooLong(_) => {
-            StreamError::new("policy-violation").with_text("namespace name too long")
+            StreamError::new(StreamCondition::PolicyViolation).with_text("namespace name too long")
         }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let (Some(user), Some(_)) = (&self.user, &self.resource) {
-            self.shared.directory.unregister(user, self.conn_id);
+        if let Stage::Bound(b) = &self.stage {
+            self.shared.directory.unregister(&b.user, self.conn_id);
         }
     }
 }

@@ -39,9 +39,9 @@ pub fn acceptor(config: &Config) -> Result<TlsAcceptor, TlsError> {
     let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
-            let (c, k) = generated_paths(&config.data_dir, &config.domain);
+            let (c, k) = generated_paths(&config.data_dir, config.domain.as_str());
             if !c.exists() || !k.exists() {
-                generate(&config.domain, &c, &k)?;
+                generate(config.domain.as_str(), &c, &k)?;
                 tracing::info!(cert = %c.display(), "generated a self-signed certificate");
             }
             (c, k)

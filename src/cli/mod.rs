@@ -10,7 +10,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 use tonic::Code;
 
@@ -33,12 +32,11 @@ pub struct Connection {
     json: bool,
 }
 
-/// Adds the bearer token to every request.
-type AddToken =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
-
 type Client = AdminClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AddToken>,
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        usher::bearer::Attach,
+    >,
 >;
 
 pub async fn connect(conn: &Connection) -> anyhow::Result<Client> {
@@ -52,8 +50,7 @@ pub async fn connect(conn: &Connection) -> anyhow::Result<Client> {
         (None, Some(t)) => t.clone(),
         (None, None) => read_token(&usher::admin::token::token_path(&config.data_dir))?,
     };
-    let header: MetadataValue<_> = format!("Bearer {token}")
-        .parse()
+    let attach = usher::bearer::Attach::new(&token)
         .context("the admin token has characters a header cannot carry")?;
     let channel = Endpoint::from_shared(url.clone())
         .with_context(|| format!("invalid admin API URL {url}"))?
@@ -62,11 +59,7 @@ pub async fn connect(conn: &Connection) -> anyhow::Result<Client> {
         .connect()
         .await
         .map_err(|e| anyhow!("cannot reach the admin API at {url}: {}", source_chain(&e)))?;
-    let add_token: AddToken = Box::new(move |mut req| {
-        req.metadata_mut().insert("authorization", header.clone());
-        Ok(req)
-    });
-    Ok(AdminClient::with_interceptor(channel, add_token))
+    Ok(AdminClient::with_interceptor(channel, attach))
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -22,6 +22,7 @@ use super::model::{
 };
 use super::token::Token;
 use super::tree::{MintLimits, Origin, Trees};
+use crate::xmpp::jid::Username;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -30,13 +31,13 @@ pub enum Command {
     /// A user's invite: `limits` apply to `minter`.
     Mint {
         spec: InviteSpec,
-        minter: String,
+        minter: Username,
         limits: MintLimits,
     },
     Reserve {
         token: Token,
         reservation: ReservationId,
-        username: String,
+        username: Username,
         purpose: Purpose,
         /// When the stream validated the invite (XEP-0445: expiry is checked then).
         validated_at: Millis,
@@ -130,7 +131,7 @@ pub struct Ledger {
     reservations: BTreeMap<ReservationId, Token>,
     /// Invites each user minted, for their quota.
     #[serde(default)]
-    minted: BTreeMap<String, BTreeSet<Token>>,
+    minted: BTreeMap<Username, BTreeSet<Token>>,
     #[serde(default)]
     trees: Trees,
     #[serde(default)]
@@ -252,7 +253,7 @@ impl Ledger {
     fn create(
         &mut self,
         spec: InviteSpec,
-        minter: Option<String>,
+        minter: Option<Username>,
         at: Millis,
     ) -> Result<Outcome, Rejection> {
         if self.invites.contains_key(&spec.token) {
@@ -284,7 +285,7 @@ impl Ledger {
     fn mint(
         &mut self,
         spec: InviteSpec,
-        minter: String,
+        minter: Username,
         limits: &MintLimits,
         at: Millis,
     ) -> Result<Outcome, Rejection> {
@@ -342,7 +343,7 @@ impl Ledger {
         }
         let event = EventKind::Reserved {
             reservation: id.clone(),
-            account: reservation.username.clone(),
+            account: reservation.username.to_string(),
             node: reservation.node.clone(),
             path: reservation.path,
         };
@@ -391,21 +392,21 @@ impl Ledger {
                         self.trees.record_registration(
                             &account,
                             &invite.spec.token,
-                            invite.minted_by.as_deref(),
+                            invite.minted_by.as_ref(),
                             tree,
                             at,
                         );
                     }
                     EventKind::Redeemed {
                         reservation: id.clone(),
-                        account,
+                        account: account.to_string(),
                         node: reservation.node.clone(),
                         path: reservation.path,
                     }
                 } else {
                     EventKind::Released {
                         reservation: id.clone(),
-                        account,
+                        account: account.to_string(),
                     }
                 };
                 let inviter =
@@ -491,6 +492,10 @@ mod tests {
 
     use super::*;
 
+    fn user(name: &str) -> Username {
+        Username::parse(name).unwrap()
+    }
+
     impl Ledger {
         /// Applies at time 0: these tests stamp their own times in commands.
         fn run(&mut self, command: Command) -> Outcome {
@@ -503,7 +508,7 @@ mod tests {
             token: Token::parse(&format!("token-{n:0>10}-xxxxx")).unwrap(),
             kind,
             username: None,
-            inviter: (kind == InviteKind::Contact).then(|| "alice".to_owned()),
+            inviter: (kind == InviteKind::Contact).then(|| user("alice")),
             allow_registration: true,
             max_uses,
             roles: vec![],
@@ -536,8 +541,8 @@ mod tests {
     fn reserve(token: &Token, id: &str, user: &str, at: Millis) -> Command {
         Command::Reserve {
             token: token.clone(),
-            reservation: id.to_owned(),
-            username: user.to_owned(),
+            reservation: id.into(),
+            username: self::user(user),
             purpose: Purpose::Register,
             validated_at: at,
             lease_until: at + 100,
@@ -586,7 +591,7 @@ mod tests {
     fn expiry_revocation_and_binding() {
         let mut l = Ledger::default();
         let mut bound = spec(2, InviteKind::Account, Some(1), 1000);
-        bound.username = Some("bob".into());
+        bound.username = Some(user("bob"));
         let t = bound.token.clone();
         l.run(Command::Create(bound));
         assert_eq!(
@@ -627,8 +632,8 @@ mod tests {
         );
         let sub = |user: &str| Command::Reserve {
             token: tc.clone(),
-            reservation: format!("s-{user}"),
-            username: user.to_owned(),
+            reservation: format!("s-{user}").into(),
+            username: self::user(user),
             purpose: Purpose::Subscribe,
             validated_at: 1,
             lease_until: 10,
@@ -656,7 +661,7 @@ mod tests {
             .into_iter()
             .map(|(id, _, _)| id)
             .collect();
-        assert_eq!(expired, ["a"]);
+        assert_eq!(expired, [ReservationId::from("a")]);
         // Pending reservations keep an expired invite from being forgotten.
         assert_eq!(
             l.run(Command::Sweep {
@@ -699,10 +704,10 @@ mod tests {
 
     fn mint(n: u8, minter: &str, limits: &MintLimits) -> Command {
         let mut s = spec(n, InviteKind::Contact, Some(1), 10_000);
-        s.inviter = Some(minter.to_owned());
+        s.inviter = Some(user(minter));
         Command::Mint {
             spec: s,
-            minter: minter.to_owned(),
+            minter: user(minter),
             limits: limits.clone(),
         }
     }
@@ -853,11 +858,11 @@ mod tests {
                 .prop_map(|(t, r, u, at)| { reserve(&t, &r, &format!("u{u}"), at) }),
             rid.clone().prop_map(|reservation| Command::Commit {
                 token: any_token(),
-                reservation
+                reservation: reservation.into()
             }),
             rid.prop_map(|reservation| Command::Release {
                 token: any_token(),
-                reservation
+                reservation: reservation.into()
             }),
             token.clone().prop_map(|token| Command::Revoke { token }),
             (3u8..6, 0u8..3).prop_map(|(n, who)| mint(n, &format!("u{who}"), &limits(2, 3, 50))),

@@ -5,12 +5,51 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::token::Token;
+use crate::xmpp::jid::Username;
 
 /// Milliseconds since the Unix epoch, as stamped by the proposer of a command.
 pub type Millis = u64;
 
 /// Chosen by the node that starts a registration; names one use in the making.
-pub type ReservationId = String;
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReservationId(String);
+
+impl ReservationId {
+    /// A fresh id from the CSPRNG.
+    pub fn generate() -> ReservationId {
+        ReservationId(crate::secrets::random_id(16))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ReservationId {
+    fn from(s: &str) -> ReservationId {
+        ReservationId(s.to_owned())
+    }
+}
+
+impl From<String> for ReservationId {
+    fn from(s: String) -> ReservationId {
+        ReservationId(s)
+    }
+}
+
+impl std::ops::Deref for ReservationId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,9 +115,9 @@ pub struct InviteSpec {
     pub token: Token,
     pub kind: InviteKind,
     /// Account: the only username it may create. Reset: the account it resets.
-    pub username: Option<String>,
+    pub username: Option<Username>,
     /// Contact invites: the user who invites.
-    pub inviter: Option<String>,
+    pub inviter: Option<Username>,
     /// Contact invites: whether the invitee may also register an account.
     pub allow_registration: bool,
     /// `None`: unlimited until expiry (group invites only).
@@ -110,7 +149,7 @@ pub enum ReservationState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
-    pub username: String,
+    pub username: Username,
     pub purpose: Purpose,
     pub lease_until: Millis,
     pub state: ReservationState,
@@ -130,7 +169,7 @@ pub struct Invite {
     /// The local user who minted it (quota and tree limits applied), or
     /// `None` for an operator's invite.
     #[serde(default)]
-    pub minted_by: Option<String>,
+    pub minted_by: Option<Username>,
     /// Root of the invite tree it belongs to (its own token for a root).
     #[serde(default)]
     pub tree: Option<Token>,

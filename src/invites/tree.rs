@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::Millis;
 use super::token::Token;
+use crate::xmpp::jid::Username;
 
 /// Where an account came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +17,7 @@ pub struct Origin {
     /// The invite it registered with.
     pub invite: Token,
     /// Who minted that invite (a user), or `None` for an operator's invite.
-    pub inviter: Option<String>,
+    pub inviter: Option<Username>,
     /// The root of its invite tree.
     pub tree: Token,
     /// 1 for an account invited by an operator; one more per user in between.
@@ -43,7 +44,7 @@ pub struct MintLimits {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trees {
-    origins: BTreeMap<String, Origin>,
+    origins: BTreeMap<Username, Origin>,
     /// Invites created per tree root.
     sizes: BTreeMap<Token, u32>,
 }
@@ -83,23 +84,23 @@ impl Trees {
     /// in `tree`) at `at`. A re-registered name gets its new origin.
     pub fn record_registration(
         &mut self,
-        account: &str,
+        account: &Username,
         invite: &Token,
-        inviter: Option<&str>,
+        inviter: Option<&Username>,
         tree: Token,
         at: Millis,
     ) {
-        let parent = inviter.and_then(|i| self.origins.get(i));
+        let parent = inviter.and_then(|i| self.origins.get(i.as_str()));
         let depth = parent.map_or(1, |p| p.depth + 1);
         let chain_started = match parent {
             Some(p) => p.chain_started,
             None => at,
         };
         self.origins.insert(
-            account.to_owned(),
+            account.clone(),
             Origin {
                 invite: invite.clone(),
-                inviter: inviter.map(str::to_owned),
+                inviter: inviter.cloned(),
                 tree,
                 depth,
                 chain_started,

@@ -43,6 +43,19 @@ pub fn invite_uri(spec: &InviteSpec, domain: &str) -> String {
     }
 }
 
+/// The preauth token in an invite URI (`xmpp:JID?ACTION;preauth=TOKEN;…`), as
+/// a client reads it back: the inverse of `invite_uri` for the token, and
+/// tolerant of URIs from other servers (any parameter order, `&` between pairs,
+/// a fragment). None unless it is an `xmpp:` URI with a non-empty `preauth`.
+pub fn token_of(uri: &str) -> Option<&str> {
+    let (_, query) = uri.strip_prefix("xmpp:")?.split_once('?')?;
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    query
+        .split([';', '&'])
+        .find_map(|pair| pair.strip_prefix("preauth="))
+        .filter(|token| !token.is_empty())
+}
+
 /// `BASE/invite/TOKEN`, when a web base URL is configured.
 pub fn landing_url(base: &str, token: &Token) -> String {
     format!("{}/invite/{}", base.trim_end_matches('/'), token.as_str())
@@ -51,6 +64,7 @@ pub fn landing_url(base: &str, token: &Token) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xmpp::jid::Username;
 
     fn spec(
         kind: InviteKind,
@@ -61,8 +75,8 @@ mod tests {
         InviteSpec {
             token: Token::parse("AAAAAAAAAAAAAAAAAAAAAA").unwrap(),
             kind,
-            username: username.map(str::to_owned),
-            inviter: inviter.map(str::to_owned),
+            username: username.map(|u| Username::parse(u).unwrap()),
+            inviter: inviter.map(|u| Username::parse(u).unwrap()),
             allow_registration: ibr,
             max_uses: Some(1),
             roles: vec![],
@@ -112,5 +126,38 @@ mod tests {
             landing_url("https://example.org/", &Token::parse(t).unwrap()),
             format!("https://example.org/invite/{t}")
         );
+    }
+
+    #[test]
+    fn the_token_comes_back_out_of_every_uri_made() {
+        let t = "AAAAAAAAAAAAAAAAAAAAAA";
+        for (kind, username, inviter, ibr) in [
+            (InviteKind::Account, None, None, false),
+            (InviteKind::Account, Some("bob"), None, false),
+            (InviteKind::Reset, Some("j\u{fc}rgen"), None, false),
+            (InviteKind::Group, None, None, false),
+            (InviteKind::Contact, None, Some("alice"), true),
+            (InviteKind::Contact, None, Some("alice"), false),
+        ] {
+            let uri = invite_uri(&spec(kind, username, inviter, ibr), "example.org");
+            assert_eq!(token_of(&uri), Some(t), "{uri}");
+        }
+    }
+
+    #[test]
+    fn tokens_of_other_servers_uris_and_of_no_uri() {
+        assert_eq!(
+            token_of("xmpp:example.org?register;ibr=y;preauth=abc-123"),
+            Some("abc-123")
+        );
+        assert_eq!(
+            token_of("xmpp:example.org?register&preauth=x_Y#frag"),
+            Some("x_Y")
+        );
+        assert_eq!(token_of("xmpp:example.org?register"), None);
+        assert_eq!(token_of("xmpp:example.org?register;preauth="), None);
+        assert_eq!(token_of("xmpp:preauth=abc"), None);
+        assert_eq!(token_of("https://example.org/?preauth=abc"), None);
+        assert_eq!(token_of("AAAAAAAAAAAAAAAAAAAAAA"), None);
     }
 }

@@ -46,20 +46,6 @@ pub fn place(shard: u32, nodes: &BTreeSet<NodeId>, replication: usize) -> BTreeS
         .collect()
 }
 
-fn not_leader_or(
-    shard: u32,
-    e: impl std::fmt::Display,
-    leader: Option<(NodeId, BasicNode)>,
-) -> LedgerError {
-    match leader {
-        Some(l) => LedgerError::NotLeader {
-            shard,
-            leader: Some(l),
-        },
-        None => LedgerError::Unavailable(format!("membership of shard {shard}: {e}")),
-    }
-}
-
 impl LedgerHandle {
     /// The nodes (voters and learners) of a shard as this node knows them.
     pub fn members(&self, shard: u32) -> BTreeMap<NodeId, BasicNode> {
@@ -91,16 +77,8 @@ impl LedgerHandle {
         let s = self
             .shards()
             .get(shard as usize)
-            .ok_or_else(|| LedgerError::Unavailable(format!("no shard {shard}")))?;
-        let map = |e: openraft::error::RaftError<
-            NodeId,
-            openraft::error::ClientWriteError<NodeId, BasicNode>,
-        >| {
-            let leader = e
-                .forward_to_leader()
-                .and_then(|f| f.leader_id.zip(f.leader_node.clone()));
-            not_leader_or(shard, e, leader)
-        };
+            .ok_or(LedgerError::NoSuchShard(shard))?;
+        let map = |e| LedgerError::from_raft(shard, e);
         match change {
             Change::Add {
                 id,
@@ -161,27 +139,8 @@ impl LedgerHandle {
 
     /// Applies `change` to `shard` on its leader, wherever that is.
     pub async fn change_members(&self, shard: u32, change: Change) -> Result<(), LedgerError> {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let attempt = match self.change_members_local(shard, change.clone()).await {
-                Err(LedgerError::NotLeader {
-                    leader: Some((id, node)),
-                    ..
-                }) if id != self.node_id() => match self.remote() {
-                    Some(remote) => remote.change_members(&node, shard, change.clone()).await,
-                    None => Err(LedgerError::Unavailable("no peer transport".into())),
-                },
-                other => other,
-            };
-            match attempt {
-                Ok(()) => return Ok(()),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(e) => {
-                    tracing::debug!(shard, error = %e, "membership change: retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-        }
+        let call = super::forward::ChangeMembers(&change);
+        self.on_leader(shard, super::MEMBERSHIP_WAIT, call).await
     }
 }
 

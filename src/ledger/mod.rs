@@ -4,7 +4,8 @@
 //! shard as their only voter; in a cluster a node forwards what it cannot
 //! decide to the shard's leader (see `Remote`).
 
-mod janitor;
+mod error;
+mod forward;
 pub mod membership;
 mod network;
 mod routing;
@@ -28,21 +29,10 @@ use shard::{LedgerShard, Propose};
 use store::{LogStore, SmState, StateMachine};
 use types::{LedgerRaft, LogId, NodeId, Raft};
 
-pub use janitor::spawn_janitor;
 pub use network::NoPeers;
 pub use routing::{shard_of, shard_of_name};
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LedgerError {
-    #[error("the invite ledger is unavailable: {0}")]
-    Unavailable(String),
-    /// This node does not lead the shard; `leader` is who does, if known.
-    #[error("not the leader of ledger shard {shard}")]
-    NotLeader {
-        shard: u32,
-        leader: Option<(NodeId, BasicNode)>,
-    },
-}
+pub use error::LedgerError;
 
 /// Options of a node's ledger.
 #[derive(Debug, Clone)]
@@ -130,8 +120,11 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// lease janitor.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn fail(what: &str, e: &dyn std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(format!("{what}: {e}"))
+/// How long a membership change keeps looking for the shard's leader.
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);
+
+fn storage(what: &str, e: &dyn std::fmt::Display) -> LedgerError {
+    LedgerError::Storage(format!("{what}: {e}"))
 }
 
 impl LedgerHandle {
@@ -163,14 +156,14 @@ impl LedgerHandle {
         N: RaftNetworkFactory<LedgerRaft>,
     {
         let shard_dir = dir.join("ledger");
-        std::fs::create_dir_all(&shard_dir).map_err(|e| fail("creating the ledger dir", &e))?;
+        std::fs::create_dir_all(&shard_dir).map_err(|e| storage("creating the ledger dir", &e))?;
         check_shard_count(&shard_dir, options.shards)?;
         let mut shards = Vec::new();
         for index in 0..options.shards {
             let db = store::open_database(&shard_dir.join(format!("shard-{index}.redb")))
-                .map_err(|e| fail(&format!("opening shard {index}"), &e))?;
+                .map_err(|e| storage(&format!("opening shard {index}"), &e))?;
             let log = LogStore::new(db.clone());
-            let sm = StateMachine::open(db).map_err(|e| fail("loading the snapshot", &e))?;
+            let sm = StateMachine::open(db).map_err(|e| storage("loading the snapshot", &e))?;
             let state = sm.state.clone();
             let election_ms = options.election_timeout.as_millis() as u64;
             let config = openraft::Config {
@@ -182,10 +175,10 @@ impl LedgerHandle {
                 ..Default::default()
             }
             .validate()
-            .map_err(|e| fail("raft config", &e))?;
+            .map_err(|e| LedgerError::Config(format!("raft settings: {e}")))?;
             let raft = Raft::new(node_id, Arc::new(config), network(index), log, sm)
                 .await
-                .map_err(|e| fail("starting raft", &e))?;
+                .map_err(|e| storage("starting raft", &e))?;
             let actor = LedgerShard::new(raft.clone(), index, options.batching).start();
             shards.push(Shard {
                 index,
@@ -214,13 +207,16 @@ impl LedgerHandle {
                 .raft
                 .is_initialized()
                 .await
-                .map_err(|e| fail("raft state", &e))?;
+                .map_err(|e| storage("raft state", &e))?;
             if !initialized {
                 shard
                     .raft
                     .initialize(members.clone())
                     .await
-                    .map_err(|e| fail("initializing the ledger", &e))?;
+                    .map_err(|e| LedgerError::Refused {
+                        shard: shard.index,
+                        reason: format!("initializing: {e}"),
+                    })?;
             }
         }
         Ok(())
@@ -234,7 +230,11 @@ impl LedgerHandle {
                 .wait(Some(limit))
                 .metrics(|m| m.current_leader.is_some(), "a shard leader")
                 .await
-                .map_err(|e| fail(&format!("electing a leader of shard {}", shard.index), &e))?;
+                .map_err(|_| LedgerError::Timeout {
+                    shard: shard.index,
+                    what: "electing a leader",
+                    after: limit,
+                })?;
         }
         Ok(())
     }
@@ -294,27 +294,8 @@ impl LedgerHandle {
     /// Proposes on `shard`: locally when this node leads it, else on its
     /// leader, waiting out elections for a while.
     pub async fn propose_to(&self, shard: u32, command: Command) -> Result<Outcome, LedgerError> {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        loop {
-            let attempt = match self.propose_local(shard, command.clone()).await {
-                Err(LedgerError::NotLeader {
-                    leader: Some((id, node)),
-                    ..
-                }) if id != self.inner.node_id => match &self.inner.remote {
-                    Some(remote) => remote.propose(&node, shard, command.clone()).await,
-                    None => Err(LedgerError::Unavailable("no peer transport".into())),
-                },
-                other => other,
-            };
-            match attempt {
-                Err(LedgerError::NotLeader { .. }) | Err(LedgerError::Unavailable(_))
-                    if tokio::time::Instant::now() < deadline && self.is_clustered() =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => return other,
-            }
-        }
+        self.on_leader(shard, LEADER_WAIT, forward::Propose(&command))
+            .await
     }
 
     /// Proposes on this node's copy of `shard`; `NotLeader` if it does not lead it.
@@ -326,24 +307,20 @@ impl LedgerHandle {
         let index = shard;
         let shard = self.shard(shard)?;
         let (tx, rx) = oneshot::channel();
+        let stopped = LedgerError::Stopped { shard: index };
         shard
             .actor
             .send(Propose { command, reply: tx })
             .await
-            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            .map_err(|_| stopped.clone())?;
         match tokio::time::timeout(ATTEMPT_TIMEOUT, rx).await {
-            Ok(answer) => {
-                answer.map_err(|_| LedgerError::Unavailable("the ledger shard stopped".into()))?
-            }
-            Err(_) => Err(LedgerError::Unavailable(format!(
-                "shard {index} did not commit within {ATTEMPT_TIMEOUT:?}"
-            ))),
+            Ok(answer) => answer.map_err(|_| stopped)?,
+            Err(_) => Err(LedgerError::Timeout {
+                shard: index,
+                what: "a proposal",
+                after: ATTEMPT_TIMEOUT,
+            }),
         }
-    }
-
-    /// Whether this node has peers to forward to.
-    fn is_clustered(&self) -> bool {
-        self.inner.remote.is_some()
     }
 
     fn remote(&self) -> Option<&Arc<dyn Remote>> {
@@ -354,7 +331,7 @@ impl LedgerHandle {
         self.inner
             .shards
             .get(index as usize)
-            .ok_or_else(|| LedgerError::Unavailable(format!("no shard {index}")))
+            .ok_or(LedgerError::NoSuchShard(index))
     }
 
     /// Reads the shard of `token` linearizably: everything committed before
@@ -390,7 +367,7 @@ impl LedgerHandle {
             .shard(shard)?
             .state
             .read()
-            .map_err(|_| LedgerError::Unavailable("ledger state lock poisoned".into()))?;
+            .map_err(|_| LedgerError::Storage(format!("shard {shard}: state lock poisoned")))?;
         Ok(f(&state.ledger))
     }
 
@@ -398,35 +375,23 @@ impl LedgerHandle {
     /// leader had committed when the barrier started (a read index).
     async fn barrier(&self, index: u32) -> Result<(), LedgerError> {
         let shard = self.shard(index)?;
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        loop {
-            let read_index = match self.read_index_local(index).await {
-                Err(LedgerError::NotLeader {
-                    leader: Some((id, node)),
-                    ..
-                }) if id != self.inner.node_id => match &self.inner.remote {
-                    Some(remote) => remote.read_index(&node, index).await,
-                    None => Err(LedgerError::Unavailable("no peer transport".into())),
-                },
-                other => other,
-            };
-            match read_index {
-                Ok(Some(log_id)) => {
-                    return shard
-                        .raft
-                        .wait(Some(LEADER_WAIT))
-                        .applied_index_at_least(Some(log_id.index), "read index")
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| fail("catching up for a read", &e));
-                }
-                Ok(None) => return Ok(()),
-                Err(_) if tokio::time::Instant::now() < deadline && self.is_clustered() => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let read_index = self
+            .on_leader(index, LEADER_WAIT, forward::ReadIndex)
+            .await?;
+        let Some(log_id) = read_index else {
+            return Ok(());
+        };
+        shard
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .applied_index_at_least(Some(log_id.index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| LedgerError::Timeout {
+                shard: index,
+                what: "catching up for a read",
+                after: LEADER_WAIT,
+            })
     }
 
     /// On the leader of `shard`: confirms leadership with a quorum and returns
@@ -435,21 +400,14 @@ impl LedgerHandle {
         let shard = self.shard(index)?;
         let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, shard.raft.get_read_log_id())
             .await
-            .map_err(|_| {
-                LedgerError::Unavailable(format!(
-                    "shard {index}: no quorum within {ATTEMPT_TIMEOUT:?}"
-                ))
-            })?;
-        match answer {
-            Ok((read_log_id, _applied)) => Ok(read_log_id),
-            Err(openraft::error::RaftError::APIError(
-                openraft::error::CheckIsLeaderError::ForwardToLeader(f),
-            )) => Err(LedgerError::NotLeader {
+            .map_err(|_| LedgerError::Timeout {
                 shard: index,
-                leader: f.leader_id.zip(f.leader_node),
-            }),
-            Err(e) => Err(fail("confirming leadership", &e)),
-        }
+                what: "confirming leadership",
+                after: ATTEMPT_TIMEOUT,
+            })?;
+        answer
+            .map(|(read_log_id, _applied)| read_log_id)
+            .map_err(|e| LedgerError::from_raft(index, e))
     }
 
     /// Whether every shard has a leader this node knows of.
@@ -480,7 +438,7 @@ impl LedgerHandle {
 /// The shard count is part of the data: a token's shard must never change.
 fn check_shard_count(dir: &Path, shards: u32) -> Result<(), LedgerError> {
     if shards == 0 {
-        return Err(LedgerError::Unavailable(
+        return Err(LedgerError::Config(
             "ledger.shards must be at least 1".into(),
         ));
     }
@@ -488,32 +446,25 @@ fn check_shard_count(dir: &Path, shards: u32) -> Result<(), LedgerError> {
     match std::fs::read_to_string(&path) {
         Ok(stored) => match stored.trim().parse::<u32>() {
             Ok(n) if n == shards => Ok(()),
-            Ok(n) => Err(LedgerError::Unavailable(format!(
+            Ok(n) => Err(LedgerError::Config(format!(
                 "ledger.shards is {shards} but {} was created with {n} shards; the count cannot change",
                 dir.display()
             ))),
-            Err(_) => Err(LedgerError::Unavailable(format!(
+            Err(_) => Err(LedgerError::Config(format!(
                 "{} is not a shard count",
                 path.display()
             ))),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&path, format!("{shards}\n"))
-            .map_err(|e| fail("recording the shard count", &e)),
-        Err(e) => Err(fail("reading the shard count", &e)),
+            .map_err(|e| storage("recording the shard count", &e)),
+        Err(e) => Err(storage("reading the shard count", &e)),
     }
-}
-
-/// Milliseconds since the Unix epoch, for stamping commands.
-pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now_millis;
     use crate::invites::{InviteKind, InviteSpec, Purpose, Token};
 
     fn spec(max_uses: u32) -> InviteSpec {
@@ -535,8 +486,8 @@ mod tests {
     fn reserve(token: &Token, n: usize) -> Command {
         Command::Reserve {
             token: token.clone(),
-            reservation: format!("res-{n}"),
-            username: format!("user{n}"),
+            reservation: format!("res-{n}").into(),
+            username: crate::xmpp::jid::Username::parse(&format!("user{n}")).unwrap(),
             purpose: Purpose::Register,
             validated_at: now_millis(),
             lease_until: now_millis() + 60_000,
@@ -584,7 +535,7 @@ mod tests {
                 ledger
                     .propose(Command::Commit {
                         token: token.clone(),
-                        reservation: id,
+                        reservation: id.into(),
                     })
                     .await
                     .unwrap(),

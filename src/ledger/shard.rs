@@ -45,7 +45,7 @@ impl LedgerShard {
         let write = async move {
             let started = std::time::Instant::now();
             let batch = Batch {
-                at: super::now_millis(),
+                at: crate::clock::now_millis(),
                 commands,
             };
             let result = raft.client_write(batch).await;
@@ -63,15 +63,7 @@ impl LedgerShard {
                     }
                 }
                 Err(e) => {
-                    let error = match e {
-                        openraft::error::RaftError::APIError(
-                            openraft::error::ClientWriteError::ForwardToLeader(f),
-                        ) => LedgerError::NotLeader {
-                            shard,
-                            leader: f.leader_id.zip(f.leader_node),
-                        },
-                        other => LedgerError::Unavailable(other.to_string()),
-                    };
+                    let error = LedgerError::from_raft(shard, e);
                     for waiter in waiters {
                         let _ = waiter.send(Err(error.clone()));
                     }

@@ -8,10 +8,10 @@ use tokio::sync::mpsc;
 
 use super::proto::{self, DeliverRequest, JoinRequest, StatusReply, StatusRequest};
 use super::PeerClients;
-use crate::c2s::directory::Fanout;
 use crate::ledger::membership::Change;
 use crate::ledger::types::NodeId;
 use crate::ledger::{LedgerError, LedgerHandle};
+use crate::sessions::Fanout;
 use crate::xmpp::jid::Username;
 use crate::xmpp::Element;
 

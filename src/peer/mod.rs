@@ -3,6 +3,7 @@
 //! delivery) and its client, authenticated by the cluster secret.
 
 pub mod cluster;
+mod failure;
 mod network;
 mod remote;
 pub mod service;
@@ -12,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 pub use network::ShardNetwork;
@@ -22,11 +22,8 @@ pub mod proto {
     tonic::include_proto!("usher.peer.v1");
 }
 
-type AddSecret =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync>;
-
 pub type PeerClient = proto::peer_client::PeerClient<
-    tonic::service::interceptor::InterceptedService<Channel, AddSecret>,
+    tonic::service::interceptor::InterceptedService<Channel, crate::bearer::Attach>,
 >;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +38,7 @@ pub enum PeerError {
 
 /// Connections to other nodes, one lazily connected channel per address.
 pub struct PeerClients {
-    header: MetadataValue<tonic::metadata::Ascii>,
+    secret: crate::bearer::Attach,
     channels: Mutex<HashMap<String, Channel>>,
     /// Fault injection: while set, no peer call goes out or is served.
     isolated: AtomicBool,
@@ -49,11 +46,9 @@ pub struct PeerClients {
 
 impl PeerClients {
     pub fn new(secret: &str) -> Result<Arc<PeerClients>, PeerError> {
-        let header = format!("Bearer {secret}")
-            .parse()
-            .map_err(|_| PeerError::BadSecret)?;
+        let secret = crate::bearer::Attach::new(secret).map_err(|_| PeerError::BadSecret)?;
         Ok(Arc::new(PeerClients {
-            header,
+            secret,
             channels: Mutex::new(HashMap::new()),
             isolated: AtomicBool::new(false),
         }))
@@ -94,13 +89,8 @@ impl PeerClients {
                 }
             }
         };
-        let header = self.header.clone();
-        let add: AddSecret = Box::new(move |mut req| {
-            req.metadata_mut().insert("authorization", header.clone());
-            Ok(req)
-        });
         Ok(
-            proto::peer_client::PeerClient::with_interceptor(channel, add)
+            proto::peer_client::PeerClient::with_interceptor(channel, self.secret.clone())
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
         )

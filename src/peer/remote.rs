@@ -4,30 +4,30 @@
 use async_trait::async_trait;
 use openraft::BasicNode;
 
-use super::proto::{self, ChangeMembersRequest, ProposeRequest, ReadIndexRequest};
+use super::failure::from_proto;
+use super::proto::{ChangeMembersRequest, LedgerFailure, ProposeRequest, ReadIndexRequest};
 use super::PeerClients;
 use crate::invites::{Command, Outcome};
 use crate::ledger::membership::Change;
 use crate::ledger::types::LogId;
 use crate::ledger::{LedgerError, Remote};
 
-fn unavailable(e: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(e.to_string())
-}
-
-/// A reply's leader hint or error, as the ledger's error.
-fn failure(shard: u32, not_leader: Option<proto::Leader>, error: String) -> Option<LedgerError> {
-    match not_leader {
-        Some(l) => Some(not_leader_error(shard, l)),
-        None if !error.is_empty() => Some(LedgerError::Unavailable(error)),
-        None => None,
+fn unreachable(addr: &str, reason: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Unreachable {
+        addr: addr.to_owned(),
+        reason: reason.to_string(),
     }
 }
 
-fn not_leader_error(shard: u32, leader: proto::Leader) -> LedgerError {
-    LedgerError::NotLeader {
-        shard,
-        leader: (leader.id != 0).then_some((leader.id, BasicNode { addr: leader.addr })),
+/// A garbled reply: the peer runs something else than this node.
+fn garbled(addr: &str, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Config(format!("unreadable reply from {addr}: {e}"))
+}
+
+fn check(shard: u32, addr: &str, failure: Option<LedgerFailure>) -> Result<(), LedgerError> {
+    match failure {
+        Some(f) => Err(from_proto(shard, addr, f)),
+        None => Ok(()),
     }
 }
 
@@ -39,21 +39,20 @@ impl Remote for PeerClients {
         shard: u32,
         command: Command,
     ) -> Result<Outcome, LedgerError> {
+        let addr = leader.addr.as_str();
         let request = ProposeRequest {
             shard,
-            command: serde_json::to_vec(&command).map_err(unavailable)?,
+            command: serde_json::to_vec(&command).map_err(|e| garbled(addr, e))?,
         };
         let reply = self
-            .client(&leader.addr)
-            .map_err(unavailable)?
+            .client(addr)
+            .map_err(|e| unreachable(addr, e))?
             .propose(request)
             .await
-            .map_err(|s| unavailable(s.message()))?
+            .map_err(|s| unreachable(addr, s.message()))?
             .into_inner();
-        if let Some(e) = failure(shard, reply.not_leader, reply.error) {
-            return Err(e);
-        }
-        serde_json::from_slice(&reply.outcome).map_err(unavailable)
+        check(shard, addr, reply.failure)?;
+        serde_json::from_slice(&reply.outcome).map_err(|e| garbled(addr, e))
     }
 
     async fn read_index(
@@ -61,17 +60,16 @@ impl Remote for PeerClients {
         leader: &BasicNode,
         shard: u32,
     ) -> Result<Option<LogId>, LedgerError> {
+        let addr = leader.addr.as_str();
         let reply = self
-            .client(&leader.addr)
-            .map_err(unavailable)?
+            .client(addr)
+            .map_err(|e| unreachable(addr, e))?
             .read_index(ReadIndexRequest { shard })
             .await
-            .map_err(|s| unavailable(s.message()))?
+            .map_err(|s| unreachable(addr, s.message()))?
             .into_inner();
-        if let Some(e) = failure(shard, reply.not_leader, reply.error) {
-            return Err(e);
-        }
-        serde_json::from_slice(&reply.log_id).map_err(unavailable)
+        check(shard, addr, reply.failure)?;
+        serde_json::from_slice(&reply.log_id).map_err(|e| garbled(addr, e))
     }
 
     async fn change_members(
@@ -80,20 +78,18 @@ impl Remote for PeerClients {
         shard: u32,
         change: Change,
     ) -> Result<(), LedgerError> {
+        let addr = leader.addr.as_str();
         let request = ChangeMembersRequest {
             shard,
-            change: serde_json::to_vec(&change).map_err(unavailable)?,
+            change: serde_json::to_vec(&change).map_err(|e| garbled(addr, e))?,
         };
         let reply = self
-            .client(&leader.addr)
-            .map_err(unavailable)?
+            .client(addr)
+            .map_err(|e| unreachable(addr, e))?
             .change_members(request)
             .await
-            .map_err(|s| unavailable(s.message()))?
+            .map_err(|s| unreachable(addr, s.message()))?
             .into_inner();
-        match failure(shard, reply.not_leader, reply.error) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        check(shard, addr, reply.failure)
     }
 }

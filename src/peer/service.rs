@@ -9,11 +9,11 @@ use tonic::{Request, Response, Status};
 use super::proto::peer_server::{Peer, PeerServer};
 use super::proto::{self, RaftKind};
 use super::PeerClients;
-use crate::c2s::directory::SessionDirectory;
 use crate::invites::Command;
 use crate::ledger::membership::Change;
 use crate::ledger::types::{LedgerRaft, NodeId};
 use crate::ledger::{LedgerError, LedgerHandle};
+use crate::sessions::SessionDirectory;
 use crate::xmpp::jid::Username;
 use crate::xmpp::reader::{parse_stanza, ReaderLimits};
 
@@ -21,7 +21,6 @@ pub struct PeerService {
     pub ledger: LedgerHandle,
     pub clients: Arc<PeerClients>,
     pub directory: Arc<SessionDirectory>,
-    pub domain: String,
     pub advertise: String,
     pub replication: usize,
     pub limits: ReaderLimits,
@@ -35,24 +34,8 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
     serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))
 }
 
-/// Splits a ledger error into the reply's leader hint and error text.
-fn leader_or_error(e: LedgerError) -> (Option<proto::Leader>, String) {
-    match e {
-        LedgerError::NotLeader { leader, .. } => (
-            Some(leader.map_or(
-                proto::Leader {
-                    id: 0,
-                    addr: String::new(),
-                },
-                |(id, node)| proto::Leader {
-                    id,
-                    addr: node.addr,
-                },
-            )),
-            String::new(),
-        ),
-        other => (None, other.to_string()),
-    }
+fn failure(e: &LedgerError) -> Option<proto::LedgerFailure> {
+    Some(super::failure::to_proto(e))
 }
 
 impl PeerService {
@@ -113,14 +96,10 @@ impl Peer for PeerService {
                 outcome: json(&outcome)?,
                 ..Default::default()
             },
-            Err(e) => {
-                let (not_leader, error) = leader_or_error(e);
-                proto::ProposeReply {
-                    not_leader,
-                    error,
-                    ..Default::default()
-                }
-            }
+            Err(e) => proto::ProposeReply {
+                failure: failure(&e),
+                ..Default::default()
+            },
         };
         Ok(Response::new(reply))
     }
@@ -136,14 +115,10 @@ impl Peer for PeerService {
                 log_id: json(&log_id)?,
                 ..Default::default()
             },
-            Err(e) => {
-                let (not_leader, error) = leader_or_error(e);
-                proto::ReadIndexReply {
-                    not_leader,
-                    error,
-                    ..Default::default()
-                }
-            }
+            Err(e) => proto::ReadIndexReply {
+                failure: failure(&e),
+                ..Default::default()
+            },
         };
         Ok(Response::new(reply))
     }
@@ -157,10 +132,9 @@ impl Peer for PeerService {
         let change: Change = serde_json::from_slice(&r.change).map_err(bad)?;
         let reply = match self.ledger.change_members_local(r.shard, change).await {
             Ok(()) => proto::ChangeMembersReply::default(),
-            Err(e) => {
-                let (not_leader, error) = leader_or_error(e);
-                proto::ChangeMembersReply { not_leader, error }
-            }
+            Err(e) => proto::ChangeMembersReply {
+                failure: failure(&e),
+            },
         };
         Ok(Response::new(reply))
     }
@@ -208,8 +182,7 @@ impl Peer for PeerService {
         let r = request.into_inner();
         let user = Username::parse(&r.user).map_err(bad)?;
         let stanza = parse_stanza(&r.stanza, self.limits).map_err(bad)?;
-        self.directory
-            .deliver_local(&user, &self.domain, &stanza, None);
+        self.directory.deliver_local(&user, &stanza, None);
         Ok(Response::new(proto::DeliverReply {}))
     }
 
@@ -231,7 +204,7 @@ pub async fn serve(
     secret: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let check = crate::admin::token::bearer_check(secret, "a valid cluster secret is required");
+    let check = crate::bearer::Check::new(secret, "a valid cluster secret is required");
     // Snapshots of a large ledger travel in one message.
     let server = tonic::service::interceptor::InterceptedService::new(
         PeerServer::new(service)

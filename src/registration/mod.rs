@@ -6,21 +6,24 @@
 //! Callers turn `RegistrationError` into their own reply: a stanza error or a
 //! message on the form.
 
+pub mod janitor;
 mod pairing;
+mod rate_limit;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::accounts::{now_unix, Account, AccountStore, CreateOutcome, Credentials};
+use crate::accounts::{Account, AccountStore, CreateOutcome, Credentials};
 use crate::blocking_pool::{CpuPool, PoolError};
-use crate::c2s::directory::SessionDirectory;
-use crate::c2s::rate_limit::RegistrationLimiter;
+use crate::clock::{now_millis, now_unix};
 use crate::config::Config;
 use crate::invites::{
-    Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Rejection, Token,
+    Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Rejection, ReservationId, Token,
 };
-use crate::ledger::{now_millis, LedgerHandle};
+use crate::ledger::LedgerHandle;
+use crate::sessions::SessionDirectory;
 use crate::xmpp::jid::{prepare_password, Username};
+pub use rate_limit::RegistrationLimiter;
 
 /// An invite the person proved to hold, and when: on a stream, the XEP-0445
 /// preauth; on the web, the form's submission.
@@ -188,7 +191,7 @@ impl Registrar {
     /// bounded registration queue.
     pub async fn derive(&self, password: String) -> Result<Credentials, RegistrationError> {
         let iterations = self.config.scram_iterations;
-        let hashes = self.config.scram_algs();
+        let hashes = self.config.scram_hashes.clone();
         let derived = self
             .cpu
             .run_queued(move || Credentials::derive(&password, iterations, &hashes))
@@ -211,7 +214,7 @@ impl Registrar {
         credentials: Credentials,
     ) -> Result<Registered, RegistrationError> {
         let account = Account {
-            username: username.as_str().to_owned(),
+            username: username.clone(),
             credentials,
             created_at: now_unix(),
             roles: Vec::new(),
@@ -242,11 +245,11 @@ impl Registrar {
         path: RedeemPath,
     ) -> Result<Registered, RegistrationError> {
         let lease = self.config.ledger.reservation_lease;
-        let reservation = crate::secrets::random_id(16);
+        let reservation = ReservationId::generate();
         let reserve = Command::Reserve {
             token: invite.token.clone(),
             reservation: reservation.clone(),
-            username: username.as_str().to_owned(),
+            username: username.clone(),
             purpose: Purpose::Register,
             validated_at: invite.validated_at,
             lease_until: now_millis() + lease.as_millis() as u64,
@@ -307,7 +310,7 @@ impl Registrar {
         &self,
         spec: &InviteSpec,
         username: &Username,
-        reservation: String,
+        reservation: ReservationId,
         path: RedeemPath,
     ) {
         crate::failpoint::hit("after-account-write");
@@ -322,11 +325,10 @@ impl Registrar {
         }
         if let Some(inviter) = spec
             .inviter
-            .as_deref()
+            .as_ref()
             .filter(|_| spec.kind == InviteKind::Contact)
-            .and_then(|i| Username::parse(i).ok())
         {
-            if let Err(e) = self.pair_with_inviter(username, &inviter).await {
+            if let Err(e) = self.pair_with_inviter(username, inviter).await {
                 tracing::error!(error = %e, "could not add the inviter as a contact");
             }
         }
@@ -345,12 +347,12 @@ impl Registrar {
         spec: &InviteSpec,
         username: &Username,
         credentials: Credentials,
-        reservation: &str,
+        reservation: &ReservationId,
     ) -> Result<(), WriteFailure> {
         if spec.kind == InviteKind::Reset {
             return match self
                 .store
-                .set_credentials(username, credentials, Some(reservation.to_owned()))
+                .set_credentials(username, credentials, Some(reservation.clone()))
                 .await
             {
                 Ok(true) => Ok(()),
@@ -362,11 +364,11 @@ impl Registrar {
             };
         }
         let account = Account {
-            username: username.as_str().to_owned(),
+            username: username.clone(),
             credentials,
             created_at: now_unix(),
             roles: spec.roles.clone(),
-            reservation: Some(reservation.to_owned()),
+            reservation: Some(reservation.clone()),
         };
         match self.store.create(account).await {
             Ok(CreateOutcome::Created) => Ok(()),

@@ -4,8 +4,8 @@
 
 use super::Registrar;
 use crate::accounts::{RosterItem, StoreError};
-use crate::c2s::roster::roster_push;
-use crate::xmpp::jid::Username;
+use crate::sessions::{roster_item_element, roster_push};
+use crate::xmpp::jid::{BareJid, Username};
 
 impl Registrar {
     /// Idempotent: pairing twice leaves the same two items.
@@ -14,17 +14,19 @@ impl Registrar {
         user: &Username,
         inviter: &Username,
     ) -> Result<(), StoreError> {
-        let domain = self.config.domain.as_str();
-        let mut theirs = self.item(inviter, &format!("{user}@{domain}")).await?;
+        let domain = &self.config.domain;
+        let user_jid = BareJid::user(user.clone(), domain.clone()).to_string();
+        let inviter_jid = BareJid::user(inviter.clone(), domain.clone()).to_string();
+        let mut theirs = self.item(inviter, &user_jid).await?;
         theirs.sent_subscribed();
         theirs.got_subscribed();
         self.store.put_roster_item(inviter, theirs.clone()).await?;
         // The new account has no session yet; only the inviter's are told.
         if theirs.is_visible() {
-            self.directory
-                .deliver_except(inviter, domain, &roster_push(&theirs), None);
+            let push = roster_push(roster_item_element(&theirs));
+            self.directory.deliver_except(inviter, &push, None);
         }
-        let mut mine = self.item(user, &format!("{inviter}@{domain}")).await?;
+        let mut mine = self.item(user, &inviter_jid).await?;
         mine.sent_subscribed();
         mine.got_subscribed();
         self.store.put_roster_item(user, mine).await

@@ -11,10 +11,10 @@ use minijinja::context;
 use super::messages::text;
 use super::render::{message, page};
 use super::{apps, HttpState};
+use crate::clock::now_millis;
 use crate::invites::model::InviteStatus;
 use crate::invites::uri::invite_uri;
 use crate::invites::{Invite, InviteKind, InviteSpec, Token};
-use crate::ledger::now_millis;
 
 /// The invite URI as an SVG QR code.
 fn qr_svg(uri: &str) -> Option<String> {
@@ -145,7 +145,7 @@ mod tests {
             .and_then(|t| {
                 t.render(context! {
                     title => "T", lead => "L", uri => "xmpp:x?a;b=\"c\"", qr_svg => "<svg/>",
-                    apps => apps::defaults(), other_apps => Vec::<apps::App>::new(),
+                    apps => crate::config::web_apps::defaults(), other_apps => Vec::<crate::config::web_apps::App>::new(),
                 })
             })
             .expect("renders");

@@ -17,9 +17,9 @@ use super::invite_page::{active_invite, lead};
 use super::messages::text;
 use super::render::{message, page};
 use super::{apps, csrf, HttpState};
+use crate::clock::now_millis;
 use crate::invites::model::Invite;
 use crate::invites::{InviteKind, RedeemPath};
-use crate::ledger::now_millis;
 use crate::registration::{ProvenInvite, RegistrationError, Request};
 
 /// The submitted form; missing fields are empty, and answered as such.
@@ -50,7 +50,12 @@ pub async fn form(
         Err(response) => return response,
     };
     let nonce = csrf::cookie_nonce(&headers).unwrap_or_else(csrf::new_nonce);
-    let username = invite.spec.username.clone().unwrap_or_default();
+    let username = invite
+        .spec
+        .username
+        .as_deref()
+        .unwrap_or_default()
+        .to_owned();
     let view = FormView {
         invite: &invite,
         username: &username,
@@ -83,7 +88,7 @@ pub async fn submit(
         });
     // Reset invites name the account; the field is not even shown.
     let username = match (&invite.spec.kind, &invite.spec.username) {
-        (InviteKind::Reset, Some(name)) => name.clone(),
+        (InviteKind::Reset, Some(name)) => name.to_string(),
         _ => form.username.trim().to_owned(),
     };
     let nonce = cookie.unwrap_or_else(csrf::new_nonce);

@@ -1,4 +1,5 @@
-//! Builders for stanza errors (RFC 6120 §8.3) and stream errors (§4.9).
+//! Stanza errors (RFC 6120 §8.3) and stream errors (§4.9): their defined
+//! conditions as enums, and builders for the elements.
 
 use super::element::{escape, Element};
 use super::ns;
@@ -24,18 +25,112 @@ impl ErrorType {
     }
 }
 
+/// Declares a condition enum with its wire names, in one table.
+macro_rules! conditions {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $wire:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The element name on the wire (and the metrics label).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire,)*
+                }
+            }
+
+            pub fn from_name(name: &str) -> Option<$name> {
+                match name {
+                    $($wire => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+conditions! {
+    /// RFC 6120 §8.3.3.
+    Condition {
+        BadRequest = "bad-request",
+        Conflict = "conflict",
+        FeatureNotImplemented = "feature-not-implemented",
+        Forbidden = "forbidden",
+        Gone = "gone",
+        InternalServerError = "internal-server-error",
+        ItemNotFound = "item-not-found",
+        JidMalformed = "jid-malformed",
+        NotAcceptable = "not-acceptable",
+        NotAllowed = "not-allowed",
+        NotAuthorized = "not-authorized",
+        PolicyViolation = "policy-violation",
+        RecipientUnavailable = "recipient-unavailable",
+        Redirect = "redirect",
+        RegistrationRequired = "registration-required",
+        RemoteServerNotFound = "remote-server-not-found",
+        RemoteServerTimeout = "remote-server-timeout",
+        ResourceConstraint = "resource-constraint",
+        ServiceUnavailable = "service-unavailable",
+        SubscriptionRequired = "subscription-required",
+        UndefinedCondition = "undefined-condition",
+        UnexpectedRequest = "unexpected-request",
+    }
+}
+
+conditions! {
+    /// RFC 6120 §4.9.3.
+    StreamCondition {
+        BadFormat = "bad-format",
+        BadNamespacePrefix = "bad-namespace-prefix",
+        Conflict = "conflict",
+        ConnectionTimeout = "connection-timeout",
+        HostGone = "host-gone",
+        HostUnknown = "host-unknown",
+        ImproperAddressing = "improper-addressing",
+        InternalServerError = "internal-server-error",
+        InvalidFrom = "invalid-from",
+        InvalidNamespace = "invalid-namespace",
+        InvalidXml = "invalid-xml",
+        NotAuthorized = "not-authorized",
+        NotWellFormed = "not-well-formed",
+        PolicyViolation = "policy-violation",
+        RemoteConnectionFailed = "remote-connection-failed",
+        Reset = "reset",
+        ResourceConstraint = "resource-constraint",
+        RestrictedXml = "restricted-xml",
+        SeeOtherHost = "see-other-host",
+        SystemShutdown = "system-shutdown",
+        UndefinedCondition = "undefined-condition",
+        UnsupportedEncoding = "unsupported-encoding",
+        UnsupportedFeature = "unsupported-feature",
+        UnsupportedStanzaType = "unsupported-stanza-type",
+        UnsupportedVersion = "unsupported-version",
+    }
+}
+
 /// A stanza error: type, defined condition, optional English text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StanzaError {
     pub kind: ErrorType,
-    pub condition: &'static str,
+    pub condition: Condition,
     pub text: Option<String>,
     /// An application-specific condition element, if any.
     pub app: Option<Box<Element>>,
 }
 
 impl StanzaError {
-    pub fn new(kind: ErrorType, condition: &'static str) -> Self {
+    pub fn new(kind: ErrorType, condition: Condition) -> Self {
         StanzaError {
             kind,
             condition,
@@ -50,25 +145,25 @@ impl StanzaError {
     }
 
     pub fn service_unavailable() -> Self {
-        Self::new(ErrorType::Cancel, "service-unavailable")
+        Self::new(ErrorType::Cancel, Condition::ServiceUnavailable)
     }
 
     pub fn bad_request(text: &str) -> Self {
-        Self::new(ErrorType::Modify, "bad-request").with_text(text)
+        Self::new(ErrorType::Modify, Condition::BadRequest).with_text(text)
     }
 
     pub fn internal(text: &str) -> Self {
-        Self::new(ErrorType::Wait, "internal-server-error").with_text(text)
+        Self::new(ErrorType::Wait, Condition::InternalServerError).with_text(text)
     }
 
     pub fn not_acceptable(text: &str) -> Self {
-        Self::new(ErrorType::Modify, "not-acceptable").with_text(text)
+        Self::new(ErrorType::Modify, Condition::NotAcceptable).with_text(text)
     }
 
     pub fn to_element(&self) -> Element {
         let mut error = Element::new("error", ns::CLIENT)
             .with_attr("type", self.kind.as_str())
-            .with_child(Element::new(self.condition, ns::STANZAS));
+            .with_child(Element::new(self.condition.as_str(), ns::STANZAS));
         if let Some(text) = &self.text {
             error.push_child(
                 Element::new("text", ns::STANZAS)
@@ -96,13 +191,13 @@ impl StanzaError {
 /// A stream error: ends the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamError {
-    pub condition: &'static str,
+    pub condition: StreamCondition,
     pub text: Option<String>,
     pub app: Option<Element>,
 }
 
 impl StreamError {
-    pub fn new(condition: &'static str) -> Self {
+    pub fn new(condition: StreamCondition) -> Self {
         StreamError {
             condition,
             text: None,
@@ -124,7 +219,7 @@ impl StreamError {
     pub fn to_xml(&self) -> String {
         let mut out = format!(
             "<stream:error><{} xmlns='{}'/>",
-            self.condition,
+            self.condition.as_str(),
             ns::STREAMS
         );
         if let Some(text) = &self.text {
@@ -164,8 +259,21 @@ mod tests {
     }
 
     #[test]
+    fn condition_names_round_trip() {
+        for c in Condition::ALL {
+            assert_eq!(Condition::from_name(c.as_str()), Some(*c));
+        }
+        for c in StreamCondition::ALL {
+            assert_eq!(StreamCondition::from_name(c.as_str()), Some(*c));
+        }
+        assert_eq!(Condition::ALL.len(), 22);
+        assert_eq!(StreamCondition::ALL.len(), 25);
+        assert_eq!(Condition::from_name("no-such-condition"), None);
+    }
+
+    #[test]
     fn stream_error_with_app_condition() {
-        let e = StreamError::new("policy-violation")
+        let e = StreamError::new(StreamCondition::PolicyViolation)
             .with_text("XML stanza is too big")
             .with_app(Element::new("stanza-too-big", ns::XMPP_ERRORS));
         assert_eq!(

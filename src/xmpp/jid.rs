@@ -1,13 +1,18 @@
-//! JIDs (RFC 7622) as far as the server needs them: usernames are enforced with
-//! PRECIS UsernameCaseMapped, domains are compared in lower case.
+//! JIDs (RFC 7622): localparts enforced with PRECIS UsernameCaseMapped,
+//! resourceparts with OpaqueString, domains compared in lower case. Each part
+//! is a type whose only way in is its parser, so holding one proves it was
+//! checked; `BareJid`, `FullJid` and `Jid` put them together, and `Display`
+//! writes the canonical string.
 
 use std::fmt;
+use std::str::FromStr;
 
 use precis_core::profile::Profile;
 use precis_profiles::{OpaqueString, UsernameCaseMapped};
+use serde::{Deserialize, Serialize};
 
-/// Longest localpart or resourcepart, in bytes (RFC 7622 §3.3, §3.4).
-const MAX_PART_BYTES: usize = 1023;
+/// Longest localpart, domainpart or resourcepart, in bytes (RFC 7622 §3).
+pub const MAX_PART_BYTES: usize = 1023;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JidError {
@@ -21,12 +26,19 @@ pub enum JidError {
     Precis,
     #[error("the resource is not valid")]
     Resource,
+    #[error("the domain is not valid")]
+    Domain,
 }
 
-/// A normalised, valid localpart. Construction is the only way in, so holding a
-/// `Username` proves it was enforced.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A normalised, valid localpart (the name of an account here).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Username(String);
+
+/// RFC 7622 §3.3.1: allowed by PRECIS but not in a localpart.
+fn forbidden_in_localpart(c: char) -> bool {
+    matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
+}
 
 impl Username {
     pub fn parse(input: &str) -> Result<Username, JidError> {
@@ -36,21 +48,26 @@ impl Username {
         if input.len() > MAX_PART_BYTES * 4 {
             return Err(JidError::TooLong);
         }
-        let enforced = UsernameCaseMapped::new()
-            .enforce(input)
-            .map_err(|_| JidError::Precis)?
-            .into_owned();
+        // Printable ASCII without capitals is its own UsernameCaseMapped form:
+        // most names take this path and skip the PRECIS tables.
+        let enforced = if input
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && !b.is_ascii_uppercase())
+        {
+            input.to_owned()
+        } else {
+            UsernameCaseMapped::new()
+                .enforce(input)
+                .map_err(|_| JidError::Precis)?
+                .into_owned()
+        };
         if enforced.is_empty() {
             return Err(JidError::Empty);
         }
         if enforced.len() > MAX_PART_BYTES {
             return Err(JidError::TooLong);
         }
-        // RFC 7622 §3.3.1: these are allowed by PRECIS but not in a localpart.
-        if enforced
-            .chars()
-            .any(|c| matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@'))
-        {
+        if enforced.chars().any(forbidden_in_localpart) {
             return Err(JidError::ForbiddenCharacter);
         }
         Ok(Username(enforced))
@@ -64,6 +81,208 @@ impl Username {
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A checked name reads as the string it is (and looks up like one).
+impl std::ops::Deref for Username {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Username {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Username {
+    type Error = JidError;
+    fn try_from(s: String) -> Result<Username, JidError> {
+        Username::parse(&s)
+    }
+}
+
+impl From<Username> for String {
+    fn from(u: Username) -> String {
+        u.0
+    }
+}
+
+/// A domainpart in canonical form: lower case, no trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Domain(String);
+
+impl Domain {
+    /// The domain of a node started with no configuration.
+    pub fn localhost() -> Domain {
+        Domain("localhost".into())
+    }
+
+    pub fn parse(input: &str) -> Result<Domain, JidError> {
+        let d = normalize_domain(input);
+        let bad = d.is_empty()
+            || d.len() > MAX_PART_BYTES
+            || d.chars().any(|c| {
+                c.is_whitespace()
+                    || c.is_control()
+                    || matches!(c, '@' | '/' | '<' | '>' | '\'' | '"' | '&')
+            });
+        if bad {
+            return Err(JidError::Domain);
+        }
+        Ok(Domain(d))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Domain {
+    type Error = JidError;
+    fn try_from(s: String) -> Result<Domain, JidError> {
+        Domain::parse(&s)
+    }
+}
+
+impl From<Domain> for String {
+    fn from(d: Domain) -> String {
+        d.0
+    }
+}
+
+impl PartialEq<str> for Domain {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A resourcepart (OpaqueString, RFC 7622 §3.4).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Resource(String);
+
+impl Resource {
+    pub fn parse(input: &str) -> Result<Resource, JidError> {
+        prepare_resource(input).map(Resource)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `local@domain`, or a bare domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BareJid {
+    pub local: Option<Username>,
+    pub domain: Domain,
+}
+
+impl BareJid {
+    /// An account of `domain`.
+    pub fn user(local: Username, domain: Domain) -> BareJid {
+        BareJid {
+            local: Some(local),
+            domain,
+        }
+    }
+
+    pub fn with_resource(self, resource: Resource) -> FullJid {
+        FullJid {
+            bare: self,
+            resource,
+        }
+    }
+}
+
+impl fmt::Display for BareJid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.local {
+            Some(l) => write!(f, "{l}@{}", self.domain),
+            None => write!(f, "{}", self.domain),
+        }
+    }
+}
+
+/// `local@domain/resource`: one session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FullJid {
+    pub bare: BareJid,
+    pub resource: Resource,
+}
+
+impl fmt::Display for FullJid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.bare, self.resource)
+    }
+}
+
+/// Any JID, as found in a `to` or `from` attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Jid {
+    pub bare: BareJid,
+    pub resource: Option<Resource>,
+}
+
+impl Jid {
+    /// Parses and canonicalises every part (RFC 7622 §3.1: the domain ends at
+    /// the first `/`, the localpart at the first `@` before it).
+    pub fn parse(input: &str) -> Result<Jid, JidError> {
+        let (bare, resource) = match input.split_once('/') {
+            Some((b, r)) => (b, Some(Resource::parse(r)?)),
+            None => (input, None),
+        };
+        let (local, domain) = match bare.split_once('@') {
+            Some((l, d)) => (Some(Username::parse(l)?), d),
+            None => (None, bare),
+        };
+        Ok(Jid {
+            bare: BareJid {
+                local,
+                domain: Domain::parse(domain)?,
+            },
+            resource,
+        })
+    }
+
+    /// The full JID, when there is a resource.
+    pub fn full(&self) -> Option<FullJid> {
+        self.resource.clone().map(|resource| FullJid {
+            bare: self.bare.clone(),
+            resource,
+        })
+    }
+}
+
+impl FromStr for Jid {
+    type Err = JidError;
+    fn from_str(s: &str) -> Result<Jid, JidError> {
+        Jid::parse(s)
+    }
+}
+
+impl fmt::Display for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.resource {
+            Some(r) => write!(f, "{}/{r}", self.bare),
+            None => write!(f, "{}", self.bare),
+        }
     }
 }
 
@@ -88,34 +307,9 @@ pub fn prepare_resource(input: &str) -> Result<String, JidError> {
     Ok(enforced.into_owned())
 }
 
-/// Normalises a domain for comparison with ours (ASCII case folding, no trailing dot).
+/// Normalises a domain for comparison with ours (case folding, no trailing dot).
 pub fn normalize_domain(input: &str) -> String {
-    input.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// The parts of a JID string, unvalidated: enough to route an IQ to "the server"
-/// or "this account".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JidParts<'a> {
-    pub local: Option<&'a str>,
-    pub domain: &'a str,
-    pub resource: Option<&'a str>,
-}
-
-pub fn split_jid(jid: &str) -> JidParts<'_> {
-    let (bare, resource) = match jid.split_once('/') {
-        Some((b, r)) => (b, Some(r)),
-        None => (jid, None),
-    };
-    let (local, domain) = match bare.split_once('@') {
-        Some((l, d)) => (Some(l), d),
-        None => (None, bare),
-    };
-    JidParts {
-        local,
-        domain,
-        resource,
-    }
+    input.trim_end_matches('.').to_lowercase()
 }
 
 #[cfg(test)]
@@ -140,6 +334,22 @@ mod tests {
     }
 
     #[test]
+    fn the_ascii_fast_path_agrees_with_precis() {
+        for name in [
+            "alice",
+            "bob.smith",
+            "x_y-z",
+            "a+b",
+            "~tilde",
+            "0123",
+            "a!b#c",
+        ] {
+            let precis = UsernameCaseMapped::new().enforce(name).unwrap();
+            assert_eq!(Username::parse(name).unwrap().as_str(), precis, "{name}");
+        }
+    }
+
+    #[test]
     fn passwords_and_resources() {
         assert_eq!(
             prepare_password("s3cr3t pass").as_deref(),
@@ -152,13 +362,29 @@ mod tests {
     }
 
     #[test]
-    fn splits_jids() {
-        let p = split_jid("a@b/c/d");
+    fn jids_parse_into_canonical_parts() {
+        let j = Jid::parse("Alice@LocalHost./phone/2").unwrap();
+        assert_eq!(j.to_string(), "alice@localhost/phone/2");
+        assert_eq!(j.bare.to_string(), "alice@localhost");
+        assert_eq!(j.resource.as_ref().map(Resource::as_str), Some("phone/2"));
+        assert_eq!(j.full().unwrap().to_string(), "alice@localhost/phone/2");
+        let d = Jid::parse("example.org").unwrap();
+        assert!(d.bare.local.is_none() && d.resource.is_none());
         assert_eq!(
-            (p.local, p.domain, p.resource),
-            (Some("a"), "b", Some("c/d"))
+            "x@example.org".parse::<Jid>().unwrap().bare.domain.as_str(),
+            "example.org"
         );
-        assert_eq!(split_jid("b").local, None);
+        for bad in ["", "@example.org", "a@", "a@b/", "a b@c", "a@b c", "a@<b>"] {
+            assert!(Jid::parse(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(normalize_domain("LocalHost."), "localhost");
+    }
+
+    #[test]
+    fn usernames_serialize_as_strings_and_are_checked_when_read() {
+        let u = Username::parse("alice").unwrap();
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"alice\"");
+        assert_eq!(serde_json::from_str::<Username>("\"Alice\"").unwrap(), u);
+        assert!(serde_json::from_str::<Username>("\"a@b\"").is_err());
     }
 }

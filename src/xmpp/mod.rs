@@ -9,6 +9,7 @@ pub mod jid;
 pub mod ns;
 pub mod reader;
 pub mod sasl;
+pub mod stanza;
 pub mod stream;
 
 pub use element::Element;

@@ -10,6 +10,9 @@ import time
 
 import pytest
 
+# The talk tests' scenarios assert outside test modules; show their values too.
+pytest.register_assert_rewrite("scenarios")
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOMAIN = "localhost"
 
@@ -42,6 +45,8 @@ def free_port() -> int:
 
 
 class Node:
+    host = "127.0.0.1"
+
     def __init__(self, env_overrides):
         self.tmp = tempfile.TemporaryDirectory()
         self.data_dir = pathlib.Path(self.tmp.name) / "data"
@@ -141,3 +146,45 @@ def invite_node():
     n = Node({"USHER_REGISTRATION_INVITE_ONLY": "true"})
     yield n
     n.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cql: needs a CQL database (TEST_CQL_NODE)")
+
+
+# The client libraries of the talk tests (talk.py), by name: "lib" is one,
+# "pair" is alice's and bob's ("slixmpp-smack": alice on slixmpp, bob on Smack).
+# Both are parametrized indirectly by the tests.
+
+
+@pytest.fixture(scope="session")
+def smack_runner():
+    """One JVM for every Smack client of the session (built on first use)."""
+    from talk import smack_runner_for_session
+
+    runner = smack_runner_for_session()
+    yield runner
+    runner.stop()
+
+
+def _library(request, name, tmp_path):
+    import talk
+
+    if name == "slixmpp":
+        return talk.Slixmpp()
+    if name == "smack":
+        return talk.Smack(request.getfixturevalue("smack_runner"), tmp_path / "smack-profiles")
+    raise ValueError(name)
+
+
+@pytest.fixture
+def lib(request, tmp_path):
+    return _library(request, request.param, tmp_path)
+
+
+@pytest.fixture
+def pair(request, tmp_path):
+    from scenarios import Pair
+
+    alice, bob = request.param.split("-")
+    return Pair(_library(request, alice, tmp_path), _library(request, bob, tmp_path))

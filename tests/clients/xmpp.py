@@ -51,7 +51,7 @@ async def preauth(client, token):
 
 async def run_until(client, node, outcome):
     """Connects `client` to `node` and waits (at most TIMEOUT) for `outcome`."""
-    client.connect("127.0.0.1", node.port)
+    client.connect(node.host, node.port)
     try:
         return await asyncio.wait_for(outcome.done, TIMEOUT)
     finally:

@@ -22,7 +22,15 @@ pub enum HashAlg {
 impl HashAlg {
     pub const ALL: [HashAlg; 2] = [HashAlg::Sha1, HashAlg::Sha256];
 
-    /// The configuration name: `sha-1` or `sha-256` (case-insensitive).
+    /// The configuration name: `sha-1` or `sha-256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "sha-1",
+            HashAlg::Sha256 => "sha-256",
+        }
+    }
+
+    /// From a configuration name (case-insensitive).
     pub fn from_name(name: &str) -> Option<HashAlg> {
         match name.trim().to_ascii_lowercase().as_str() {
             "sha-1" | "sha1" => Some(HashAlg::Sha1),

@@ -1,0 +1,391 @@
+//! The stream state machine driven without a socket: bytes go into a
+//! `Session`, what it writes comes back through its outbox and is read with
+//! the same stream reader a client would use. TLS is not really negotiated
+//! here — the session only asks its pump to start it — so these tests cover
+//! the stages and their transitions, and `tests/` covers the wire with TLS.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::io::{IoCommand, Outbox};
+use super::session::Session;
+use super::C2sShared;
+use crate::accounts::embedded::EmbeddedStore;
+use crate::accounts::{Account, AccountStore, Credentials};
+use crate::blocking_pool::CpuPool;
+use crate::config::Config;
+use crate::ledger::{LedgerHandle, LedgerOptions};
+use crate::registration::{Registrar, RegistrationLimiter};
+use crate::sessions::SessionDirectory;
+use crate::xmpp::reader::{ReaderLimits, StreamEvent, StreamReader};
+use crate::xmpp::sasl::HashAlg;
+use crate::xmpp::{ns, Element};
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+/// What the session wrote, as a client reads it.
+#[derive(Debug, Default)]
+struct Output {
+    events: Vec<StreamEvent>,
+    start_tls: bool,
+    closed: bool,
+}
+
+impl Output {
+    fn stanzas(&self) -> Vec<&Element> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Stanza(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn only(&self) -> &Element {
+        let s = self.stanzas();
+        assert_eq!(s.len(), 1, "{:?}", self.events);
+        s[0]
+    }
+
+    /// The condition of the stream error the session ended with.
+    fn stream_error(&self) -> Option<String> {
+        self.stanzas()
+            .into_iter()
+            .find(|s| s.is("error", ns::STREAM))
+            .and_then(|e| e.children().next().map(|c| c.name().to_owned()))
+    }
+}
+
+struct Driver {
+    session: Session,
+    outbox: mpsc::UnboundedReceiver<IoCommand>,
+    client: StreamReader,
+    _dir: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn new(configure: impl FnOnce(&mut Config)) -> Driver {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            scram_iterations: 4096,
+            ..Config::default()
+        };
+        configure(&mut config);
+        let shared = shared(config).await;
+        let (tx, outbox) = mpsc::unbounded_channel();
+        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        Driver {
+            session: Session::new(shared, Outbox::new(tx), peer),
+            outbox,
+            client: StreamReader::new(ReaderLimits::default()),
+            _dir: dir,
+        }
+    }
+
+    fn shared(&self) -> &Arc<C2sShared> {
+        &self.session.shared
+    }
+
+    /// Feeds `xml` and collects everything the session wrote in answer.
+    async fn send(&mut self, xml: &str) -> Output {
+        self.session.on_data(xml.as_bytes()).await;
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Output {
+        let mut out = Output::default();
+        while let Ok(cmd) = self.outbox.try_recv() {
+            match cmd {
+                IoCommand::Send(bytes) => {
+                    // A new stream header from the server: the client starts over too.
+                    if bytes.starts_with(b"<?xml") {
+                        self.client.reset();
+                    }
+                    out.events.extend(self.client.feed(&bytes).unwrap());
+                }
+                IoCommand::StartTls => out.start_tls = true,
+                IoCommand::Close => out.closed = true,
+                IoCommand::SetIdleTimeout(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Opens the stream and does STARTTLS (as far as the session sees it).
+    async fn secured(&mut self) {
+        self.send(HEADER).await;
+        let out = self
+            .send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        assert!(out.start_tls);
+    }
+
+    async fn add_account(&self, name: &str, password: &str) {
+        let account = Account {
+            username: crate::xmpp::jid::Username::parse(name).unwrap(),
+            credentials: Credentials::derive(password, 4096, &HashAlg::ALL),
+            created_at: 0,
+            roles: vec![],
+            reservation: None,
+        };
+        self.shared().store.create(account).await.unwrap();
+    }
+
+    /// Logs in with PLAIN on a secured stream; returns the answer to SASL.
+    async fn plain(&mut self, user: &str, password: &str) -> Output {
+        use base64::Engine as _;
+        let payload =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+        ))
+        .await
+    }
+}
+
+async fn shared(config: Config) -> Arc<C2sShared> {
+    let dir = config.data_dir.clone();
+    let config = Arc::new(config);
+    let store: Arc<dyn AccountStore> =
+        Arc::new(EmbeddedStore::open(&dir.join("accounts.redb")).unwrap());
+    let options = LedgerOptions {
+        shards: 1,
+        ..LedgerOptions::default()
+    };
+    let ledger = LedgerHandle::open_single(&dir, options).await.unwrap();
+    let cpu = CpuPool::new(2, 8);
+    let directory = Arc::new(SessionDirectory::new(config.domain.clone()));
+    let registrar = Arc::new(Registrar {
+        config: config.clone(),
+        store: store.clone(),
+        ledger: ledger.clone(),
+        cpu: cpu.clone(),
+        limiter: RegistrationLimiter::new(0),
+        directory: directory.clone(),
+    });
+    Arc::new(C2sShared {
+        tls: super::tls::acceptor(&config).unwrap(),
+        config,
+        store,
+        ledger,
+        cpu,
+        registrar,
+        decoy_secret: vec![7; 32],
+        connections: Arc::new(AtomicUsize::new(0)),
+        max_connections: 100,
+        directory,
+    })
+}
+
+fn iq(kind: &str, id: &str, payload: &str) -> String {
+    format!("<iq type='{kind}' id='{id}'>{payload}</iq>")
+}
+
+#[actix_rt::test]
+async fn a_plain_stream_offers_only_starttls_and_refuses_everything_else() {
+    let mut d = Driver::new(|_| {}).await;
+    let out = d.send(HEADER).await;
+    assert!(matches!(out.events[0], StreamEvent::Open(_)));
+    let features = out.only();
+    let names: Vec<_> = features.children().map(|c| c.name()).collect();
+    assert_eq!(names, ["starttls"]);
+    assert!(features
+        .get_child("starttls", ns::TLS)
+        .unwrap()
+        .has_child("required", ns::TLS));
+
+    let out = d
+        .send(&iq("get", "1", "<ping xmlns='urn:xmpp:ping'/>"))
+        .await;
+    let reply = out.only();
+    assert_eq!(reply.attr("type"), Some("error"));
+    assert!(format!("{reply:?}").contains("policy-violation"));
+
+    let out = d
+        .send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AA==</auth>")
+        .await;
+    assert!(out.only().has_child("encryption-required", ns::SASL));
+
+    let out = d
+        .send("<message to='a@localhost'><body>hi</body></message>")
+        .await;
+    assert_eq!(out.stream_error().as_deref(), Some("policy-violation"));
+    assert!(out.closed);
+}
+
+#[actix_rt::test]
+async fn starttls_drops_what_was_pipelined_behind_it_and_restarts_the_stream() {
+    let mut d = Driver::new(|_| {}).await;
+    d.send(HEADER).await;
+    // A client may not pipeline past <starttls/>: those bytes are plaintext.
+    let out = d
+        .send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><iq type='get' id='x'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert!(out.start_tls);
+    assert_eq!(out.stanzas().len(), 1, "only <proceed/>: {:?}", out.events);
+    assert!(out.only().is("proceed", ns::TLS));
+
+    let out = d.send(HEADER).await;
+    let features = out.only();
+    assert!(features.has_child("mechanisms", ns::SASL));
+    assert!(features.has_child("register", ns::REGISTER_FEATURE));
+    assert!(!features.has_child("starttls", ns::TLS));
+    // Secured but anonymous: no stanzas but IQs.
+    let out = d.send("<presence/>").await;
+    assert_eq!(out.stream_error().as_deref(), Some("not-authorized"));
+}
+
+#[actix_rt::test]
+async fn login_then_bind_walks_every_stage() {
+    let mut d = Driver::new(|_| {}).await;
+    d.add_account("alice", "correct horse").await;
+    d.secured().await;
+    d.send(HEADER).await;
+    // Bind is not for anonymous streams.
+    let out = d
+        .send(&iq(
+            "set",
+            "b0",
+            "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>",
+        ))
+        .await;
+    assert!(format!("{:?}", out.only()).contains("not-authorized"));
+
+    let out = d.plain("alice", "correct horse").await;
+    assert!(out.only().is("success", ns::SASL));
+    // SASL success restarts the stream: the next header gets bind.
+    let features = d.send(HEADER).await;
+    let features = features.only();
+    assert!(features.has_child("bind", ns::BIND));
+    assert!(!features.has_child("mechanisms", ns::SASL));
+    let out = d
+        .send(&iq(
+            "set",
+            "b1",
+            "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>phone</resource></bind>",
+        ))
+        .await;
+    let reply = out.only();
+    assert_eq!(reply.attr("type"), Some("result"));
+    let jid = reply
+        .get_child("bind", ns::BIND)
+        .and_then(|b| b.get_child("jid", ns::BIND))
+        .map(Element::text);
+    assert_eq!(jid.as_deref(), Some("alice@localhost/phone"));
+    // Bound: the roster answers, a second bind does not.
+    let out = d
+        .send(&iq("get", "r1", "<query xmlns='jabber:iq:roster'/>"))
+        .await;
+    assert_eq!(out.only().attr("type"), Some("result"));
+    let out = d
+        .send(&iq(
+            "set",
+            "b2",
+            "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>",
+        ))
+        .await;
+    assert!(format!("{:?}", out.only()).contains("not-allowed"));
+    // A second authentication on an authenticated stream ends it.
+    let out = d.plain("alice", "correct horse").await;
+    assert_eq!(out.stream_error().as_deref(), Some("policy-violation"));
+}
+
+#[actix_rt::test]
+async fn failed_logins_close_the_stream_at_the_limit() {
+    let mut d = Driver::new(|c| c.limits.max_auth_failures = 2).await;
+    d.add_account("bob", "the right one").await;
+    d.secured().await;
+    d.send(HEADER).await;
+    let out = d.plain("bob", "wrong").await;
+    assert!(out.only().has_child("not-authorized", ns::SASL));
+    assert!(!out.closed);
+    // An unknown user fails the same way and counts the same.
+    let out = d.plain("nobody", "wrong").await;
+    assert_eq!(out.stream_error().as_deref(), Some("policy-violation"));
+    assert!(out.closed);
+}
+
+#[actix_rt::test]
+async fn registration_needs_an_invite_by_default_and_a_bad_invite_is_refused() {
+    let mut d = Driver::new(|_| {}).await;
+    d.secured().await;
+    d.send(HEADER).await;
+    let set = iq(
+        "set",
+        "reg",
+        "<query xmlns='jabber:iq:register'><username>carol</username><password>long enough pw</password></query>",
+    );
+    let out = d.send(&set).await;
+    let text = format!("{:?}", out.only());
+    assert!(
+        text.contains("not-acceptable") && text.contains("invitation only"),
+        "{text}"
+    );
+    let out = d
+        .send(&iq(
+            "set",
+            "p",
+            "<preauth xmlns='urn:xmpp:pars:0' token='no-such-token'/>",
+        ))
+        .await;
+    assert!(format!("{:?}", out.only()).contains("item-not-found"));
+    assert!(d
+        .shared()
+        .store
+        .get(&crate::xmpp::jid::Username::parse("carol").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[actix_rt::test]
+async fn the_stream_header_is_checked() {
+    for (header, condition) in [
+        (
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+            "invalid-namespace",
+        ),
+        (
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='elsewhere.example' version='1.0'>",
+            "host-unknown",
+        ),
+        (
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost'>",
+            "unsupported-version",
+        ),
+    ] {
+        let mut d = Driver::new(|_| {}).await;
+        let out = d.send(header).await;
+        assert!(matches!(out.events[0], StreamEvent::Open(_)), "a header first");
+        assert_eq!(out.stream_error().as_deref(), Some(condition), "{header}");
+    }
+}
+
+#[actix_rt::test]
+async fn only_bound_streams_take_delivered_stanzas_and_timeouts_end_the_stream() {
+    let mut d = Driver::new(|_| {}).await;
+    d.send(HEADER).await;
+    d.session
+        .deliver(Element::new("message", ns::CLIENT).with_attr("from", "x@localhost"));
+    assert!(d.drain().events.is_empty());
+    d.session.on_idle_timeout();
+    let out = d.drain();
+    assert_eq!(out.stream_error().as_deref(), Some("connection-timeout"));
+    assert!(out.closed);
+    // Nothing more is read once closed.
+    assert!(d.send(HEADER).await.events.is_empty());
+}
+
+#[actix_rt::test]
+async fn not_well_formed_input_ends_the_stream() {
+    let mut d = Driver::new(|_| {}).await;
+    d.send(HEADER).await;
+    let out = d.send("<iq></message>").await;
+    assert_eq!(out.stream_error().as_deref(), Some("not-well-formed"));
+}

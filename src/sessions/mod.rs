@@ -1,0 +1,15 @@
+//! The node's sessions: which users are bound where (on this node, and through
+//! a fanout on the others), and how a stanza reaches them. Registration, the
+//! peer service and every client stream deliver through here.
+
+mod directory;
+mod roster_push;
+
+pub use directory::{Fanout, SessionDirectory};
+pub use roster_push::{roster_item_element, roster_push};
+
+/// A stanza for one bound stream from elsewhere on the node (roster push,
+/// presence); the stream's connection actor handles it.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub crate::xmpp::Element);

@@ -1,0 +1,275 @@
+//! Rosters, presence subscriptions between local users, contact invites and
+//! XEP-0379 pre-approved subscriptions, against the real binary.
+
+use crate::fixture::*;
+use usher::xmpp::{ns, Element};
+use usher_load::client::Mech;
+use usher_load::Client;
+
+async fn login(node: &TestNode, user: &str) -> Client {
+    let (mut c, _) = Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::ScramSha256,
+        user,
+        PASSWORD,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("login {user}: {e}"));
+    c.send_raw(b"<presence/>").await.unwrap();
+    c
+}
+
+fn is_push_for(jid: &'static str, subscription: &'static str) -> impl Fn(&Element) -> bool {
+    move |el| {
+        el.is("iq", ns::CLIENT)
+            && el.attr("type") == Some("set")
+            && el
+                .get_child("query", ns::ROSTER)
+                .and_then(|q| q.get_child("item", ns::ROSTER))
+                .is_some_and(|i| {
+                    i.attr("jid") == Some(jid) && i.attr("subscription") == Some(subscription)
+                })
+    }
+}
+
+fn is_presence(kind: &'static str, from: &'static str) -> impl Fn(&Element) -> bool {
+    move |el| {
+        el.is("presence", ns::CLIENT)
+            && el.attr("type") == Some(kind)
+            && el.attr("from") == Some(from)
+    }
+}
+
+fn entry(jid: &str, sub: &str, ask: bool) -> (String, String, bool) {
+    (jid.to_owned(), sub.to_owned(), ask)
+}
+
+#[tokio::test]
+async fn roster_set_push_and_remove() {
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
+    node.register("ann", PASSWORD).await;
+    let mut a1 = login(&node, "ann").await;
+    let mut a2 = login(&node, "ann").await;
+    let set = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_child(
+            Element::new("query", ns::ROSTER).with_child(
+                Element::new("item", ns::ROSTER)
+                    .with_attr("jid", "Friend@LocalHost")
+                    .with_attr("name", "A friend")
+                    .with_child(Element::new("group", ns::ROSTER).with_text("Pals")),
+            ),
+        );
+    assert_eq!(a1.request(set).await.unwrap().attr("type"), Some("result"));
+    // The other resource hears about it.
+    a2.wait_for(is_push_for("friend@localhost", "none"))
+        .await
+        .unwrap();
+    assert_eq!(
+        a2.roster().await.unwrap(),
+        [entry("friend@localhost", "none", false)]
+    );
+    let remove = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_child(
+            Element::new("query", ns::ROSTER).with_child(
+                Element::new("item", ns::ROSTER)
+                    .with_attr("jid", "friend@localhost")
+                    .with_attr("subscription", "remove"),
+            ),
+        );
+    assert_eq!(
+        a1.request(remove).await.unwrap().attr("type"),
+        Some("result")
+    );
+    a2.wait_for(is_push_for("friend@localhost", "remove"))
+        .await
+        .unwrap();
+    assert!(a1.roster().await.unwrap().is_empty());
+    // A full JID is not a roster item.
+    let bad = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_child(
+            Element::new("query", ns::ROSTER)
+                .with_child(Element::new("item", ns::ROSTER).with_attr("jid", "x@localhost/res")),
+        );
+    assert_iq_error(
+        &a1.request(bad).await.unwrap(),
+        "modify",
+        "bad-request",
+        None,
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_handshake_between_online_users_ends_in_both() {
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
+    node.register("alice", PASSWORD).await;
+    node.register("bob", PASSWORD).await;
+    let mut alice = login(&node, "alice").await;
+    let mut bob = login(&node, "bob").await;
+    bob.send_raw(b"<presence type='subscribe' to='alice@localhost'/>")
+        .await
+        .unwrap();
+    alice
+        .wait_for(is_presence("subscribe", "bob@localhost"))
+        .await
+        .unwrap();
+    alice
+        .send_raw(b"<presence type='subscribed' to='bob@localhost'/>")
+        .await
+        .unwrap();
+    bob.wait_for(is_presence("subscribed", "alice@localhost"))
+        .await
+        .unwrap();
+    alice
+        .send_raw(b"<presence type='subscribe' to='bob@localhost'/>")
+        .await
+        .unwrap();
+    bob.wait_for(is_presence("subscribe", "alice@localhost"))
+        .await
+        .unwrap();
+    bob.send_raw(b"<presence type='subscribed' to='alice@localhost'/>")
+        .await
+        .unwrap();
+    alice
+        .wait_for(is_presence("subscribed", "bob@localhost"))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.roster().await.unwrap(),
+        [entry("bob@localhost", "both", false)]
+    );
+    assert_eq!(
+        bob.roster().await.unwrap(),
+        [entry("alice@localhost", "both", false)]
+    );
+}
+
+#[tokio::test]
+async fn registering_with_a_contact_invite_makes_mutual_contacts() {
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    node.register_via_invite("alice", PASSWORD).await;
+    let mut alice = login(&node, "alice").await;
+    let token = node.invite(&["--contact", "alice"]);
+    let mut carol = node.with_invite(&token).await;
+    let reply = carol.register("carol", PASSWORD).await.unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    // alice is online: she gets a roster push.
+    alice
+        .wait_for(is_push_for("carol@localhost", "both"))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.roster().await.unwrap(),
+        [entry("carol@localhost", "both", false)]
+    );
+    let mut carol = login(&node, "carol").await;
+    assert_eq!(
+        carol.roster().await.unwrap(),
+        [entry("alice@localhost", "both", false)]
+    );
+    let show = node.show(&token);
+    assert!(show.contains("state:    used-up"), "{show}");
+
+    // Without permission to register, a contact invite creates no account.
+    let token = node.invite(&["--contact", "alice", "--no-register"]);
+    assert!(node.cli(&["show", &token]).status.success());
+    let mut dan = node.with_invite(&token).await;
+    let reply = dan.register("dan", PASSWORD).await.unwrap();
+    assert_iq_error(
+        &reply,
+        "cancel",
+        "forbidden",
+        Some("This invite does not allow registration"),
+    );
+}
+
+#[tokio::test]
+async fn xep0379_preapproved_subscription_with_the_inviter_offline() {
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    node.register_via_invite("alice", PASSWORD).await;
+    node.register_via_invite("bob", PASSWORD).await;
+    let token = node.invite(&["--contact", "alice", "--no-register"]);
+    let mut bob = login(&node, "bob").await;
+    bob.send_raw(
+        format!(
+            "<presence type='subscribe' to='alice@localhost'><preauth xmlns='urn:xmpp:pars:0' token='{token}'/></presence>"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    bob.wait_for(is_presence("subscribed", "alice@localhost"))
+        .await
+        .unwrap();
+    bob.wait_for(is_presence("subscribe", "alice@localhost"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.roster().await.unwrap(),
+        [entry("alice@localhost", "to", false)]
+    );
+    let show = node.show(&token);
+    assert!(show.contains("state:    used-up"), "{show}");
+    // bob approves alice's request: both sides end with `both`.
+    bob.send_raw(b"<presence type='subscribed' to='alice@localhost'/>")
+        .await
+        .unwrap();
+    bob.wait_for(is_push_for("alice@localhost", "both"))
+        .await
+        .unwrap();
+    let mut alice = login(&node, "alice").await;
+    assert_eq!(
+        alice.roster().await.unwrap(),
+        [entry("bob@localhost", "both", false)]
+    );
+}
+
+#[tokio::test]
+async fn a_bogus_or_misdirected_token_is_an_ordinary_request() {
+    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    for u in ["alice", "bob", "eve"] {
+        node.register_via_invite(u, PASSWORD).await;
+    }
+    let alices = node.invite(&["--contact", "alice", "--no-register"]);
+    let mut bob = login(&node, "bob").await;
+    // alice's token sent with a request to eve, and a made-up token to alice.
+    for (to, token) in [
+        ("eve", alices.as_str()),
+        ("alice", "AAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        bob.send_raw(
+            format!("<presence type='subscribe' to='{to}@localhost'><preauth xmlns='urn:xmpp:pars:0' token='{token}'/></presence>")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    }
+    // No approval: bob's items wait (ask), and alice's invite is untouched.
+    let roster = bob.roster().await.unwrap();
+    assert_eq!(
+        roster,
+        [
+            entry("alice@localhost", "none", true),
+            entry("eve@localhost", "none", true)
+        ]
+    );
+    let show = node.show(&alices);
+    assert!(show.contains("uses:     0/1"), "{show}");
+    // eve gets the request when she comes online.
+    let mut eve = login(&node, "eve").await;
+    eve.wait_for(is_presence("subscribe", "bob@localhost"))
+        .await
+        .unwrap();
+}
