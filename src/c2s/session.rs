@@ -381,6 +381,18 @@ fn read_error(e: &ReadError) -> StreamError {
         ReadError::TooDeep(_) => {
             StreamError::new(StreamCondition::PolicyViolation).with_text("XML is nested too deeply")
         }
+        ReadError::TooManyAttributes(_) => StreamError::new(StreamCondition::PolicyViolation)
+            .with_text("too many attributes on one element"),
+        ReadError::TooManyNamespaceDeclarations(_) => {
+            StreamError::new(StreamCondition::PolicyViolation)
+                .with_text("too many namespace declarations on one element")
+        }
+        ReadError::NameTooLong(_) => {
+            StreamError::new(StreamCondition::PolicyViolation).with_text("XML name too long")
+        }
+        ReadError::NamespaceTooLong(_) => {
+            StreamError::new(StreamCondition::PolicyViolation).with_text("namespace name too long")
+        }
     }
 }
 

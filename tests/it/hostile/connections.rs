@@ -52,8 +52,7 @@ async fn half_open_streams_from_one_address_stop_at_its_share() {
         )
         .start();
     node.assert_serving().await;
-    let rss_before = node.rss_kib();
-    let cpu_before = node.cpu_time();
+    let before = node.usage();
     // Each holds a stream open and a stanza half sent, as a slow attacker would.
     let mut held = Vec::new();
     for _ in 0..SHARE {
@@ -84,12 +83,12 @@ async fn half_open_streams_from_one_address_stop_at_its_share() {
     );
     // What they cost: the node keeps no read buffer for a silent stream, so
     // each is its socket, a session and the half stanza (bound: 64 KiB each).
-    let grown = node.rss_kib().saturating_sub(rss_before);
+    let grown = node.usage().rss_kib.saturating_sub(before.rss_kib);
     assert!(
         grown <= 64 * SHARE as u64,
         "{SHARE} half-open streams grew RSS by {grown} KiB"
     );
-    let cpu = node.cpu_time() - cpu_before;
+    let cpu = node.usage().cpu_time() - before.cpu_time();
     assert!(
         cpu <= Duration::from_secs(2),
         "{SHARE} half-open streams cost {cpu:?} of CPU"

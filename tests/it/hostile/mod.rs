@@ -5,3 +5,4 @@
 
 mod connections;
 mod guessing;
+mod xml;
