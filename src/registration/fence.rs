@@ -187,3 +187,6 @@ pub fn undo(
         row,
     }
 }
+
+#[cfg(test)]
+mod tests;
