@@ -296,11 +296,32 @@ async fn password_change_and_account_removal() {
     )
     .await
     .unwrap();
+    let (mut other, _) = usher_load::Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::Plain,
+        "hank",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
     // Someone else's name is refused.
     let reply = c.register("notme", "brand new password").await.unwrap();
     assert_iq_error(&reply, "modify", "bad-request", None);
     let reply = c.register("hank", "brand new password").await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    // The change ends the user's other session (whoever knew the old
+    // password is out), not the one that made it.
+    let el = other.next_element().await.unwrap();
+    assert_eq!(
+        stream_error(&el),
+        ("not-authorized".into(), Some("Password changed".into()))
+    );
+    assert_eq!(
+        c.request(ping()).await.unwrap().attr("type"),
+        Some("result")
+    );
     for mech in Mech::ALL {
         assert_eq!(
             node.auth(mech, "hank", PASSWORD).await,
@@ -324,8 +345,15 @@ async fn password_change_and_account_removal() {
         node.auth(Mech::Plain, "hank", "brand new password").await,
         Auth::Failure("not-authorized".into())
     );
-    // The name is free again.
-    node.register("hank", PASSWORD).await;
+    // The name is quarantined (30 days by default), with a clear refusal.
+    let mut c = node.connect_tls().await;
+    let reply = c.register("hank", PASSWORD).await.unwrap();
+    assert_iq_error(
+        &reply,
+        "cancel",
+        "conflict",
+        Some("The requested username belonged to a removed account and cannot be registered yet."),
+    );
 }
 
 #[tokio::test]
