@@ -31,6 +31,12 @@ pub fn hit(name: &str) {
     }
 }
 
+/// Whether `name` is armed, for a point that switches something off.
+#[cfg(feature = "failpoints")]
+pub fn on(name: &str) -> bool {
+    armed().contains(name)
+}
+
 /// Sleeps here if `name:duration` is armed.
 #[cfg(feature = "failpoints")]
 pub async fn delay(name: &str) {
@@ -53,3 +59,9 @@ pub fn hit(_name: &str) {}
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub async fn delay(_name: &str) {}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn on(_name: &str) -> bool {
+    false
+}
