@@ -927,6 +927,7 @@ mod tests {
             attempt(&mut l, n);
         }
         let after = snapshot_bytes(&l);
+        println!("ledger snapshot: {before} bytes after {AUDITED_RELEASES} failed attempts, {after} after 10000");
         let invite = l.get(&t).unwrap();
         assert_eq!(invite.released, 10_000);
         assert!(invite.reservations.is_empty());
