@@ -403,7 +403,10 @@ impl Registrar {
         // Tests switch extensions off to see the janitor fence a slow write.
         let extend = !crate::failpoint::on("no-lease-extension");
         let extender = tokio::spawn(async move {
-            while extend {
+            if !extend {
+                return;
+            }
+            loop {
                 tokio::time::sleep(every).await;
                 let extend = Command::Extend {
                     token: token.clone(),

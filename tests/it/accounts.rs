@@ -436,3 +436,48 @@ fn invalid_configuration_exits_with_code_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("c2s_adr"));
 }
+
+#[tokio::test]
+async fn an_operator_removes_an_account_and_lifts_its_quarantine() {
+    let node = TestNode::builder()
+        .open_registration()
+        .no_rate_limit()
+        .fast_hashing()
+        .start();
+    node.register("gina", PASSWORD).await;
+    let (mut c, _) = usher_load::Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::Plain,
+        "gina",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let out = node.cli_any(&["account", "remove", "gina"]);
+    assert!(out.status.success(), "{out:?}");
+    let el = c.next_element().await.unwrap();
+    assert_eq!(
+        stream_error(&el),
+        ("not-authorized".into(), Some("Account removed".into()))
+    );
+    let mut c = node.connect_tls().await;
+    let reply = c.register("gina", PASSWORD).await.unwrap();
+    assert_iq_error(&reply, "cancel", "conflict", None);
+    let out = node.cli_any(&["account", "unquarantine", "gina"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "gina may be registered again"
+    );
+    node.register("gina", PASSWORD).await;
+    let out = node.cli_any(&["account", "unquarantine", "gina"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "gina was not quarantined"
+    );
+    assert_cli_error(
+        node.cli_any(&["account", "remove", "ghost"]),
+        "no such account",
+    );
+}
