@@ -33,8 +33,8 @@ pub const LEDGER_PROPOSAL_SECONDS: &str = "usher_ledger_proposal_seconds";
 pub const LEDGER_BATCH_SIZE: &str = "usher_ledger_batch_size";
 /// One Raft client write: append, replicate, commit, apply.
 pub const RAFT_COMMIT_SECONDS: &str = "usher_raft_commit_seconds";
-/// Label `op`: create, get, set_credentials, delete, roster_get, roster_item, roster_set,
-/// roster_remove, check; label `result`: ok, error.
+/// Label `op`: get, row, insert, replace, roster_get, roster_item, roster_set,
+/// roster_remove, roster_delete, check; label `result`: ok, error.
 pub const STORE_SECONDS: &str = "usher_account_store_seconds";
 
 /// Latency buckets (seconds): sub-millisecond ledger commits up to

@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{Account, AccountStore, CreateOutcome, Credentials, RosterItem, StoreError};
-use crate::invites::ReservationId;
+use super::{Account, AccountRow, AccountStore, RosterItem, Stamp, StoreError};
 use crate::metrics::STORE_SECONDS;
 use crate::xmpp::jid::Username;
 
@@ -28,29 +27,28 @@ async fn timed<T>(
 
 #[async_trait]
 impl AccountStore for MeteredStore {
-    async fn create(&self, account: Account) -> Result<CreateOutcome, StoreError> {
-        timed("create", self.0.create(account)).await
-    }
-
     async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
         timed("get", self.0.get(username)).await
     }
 
-    async fn set_credentials(
-        &self,
-        username: &Username,
-        credentials: Credentials,
-        reservation: Option<ReservationId>,
-    ) -> Result<bool, StoreError> {
-        timed(
-            "set_credentials",
-            self.0.set_credentials(username, credentials, reservation),
-        )
-        .await
+    async fn row(&self, username: &Username) -> Result<Option<AccountRow>, StoreError> {
+        timed("row", self.0.row(username)).await
     }
 
-    async fn delete(&self, username: &Username) -> Result<bool, StoreError> {
-        timed("delete", self.0.delete(username)).await
+    async fn insert_row(&self, row: AccountRow) -> Result<Option<Stamp>, StoreError> {
+        timed("insert", self.0.insert_row(row)).await
+    }
+
+    async fn replace_row(
+        &self,
+        expected: Option<&Stamp>,
+        row: AccountRow,
+    ) -> Result<Option<Stamp>, StoreError> {
+        timed("replace", self.0.replace_row(expected, row)).await
+    }
+
+    async fn delete_roster(&self, username: &Username) -> Result<(), StoreError> {
+        timed("roster_delete", self.0.delete_roster(username)).await
     }
 
     async fn roster(&self, username: &Username) -> Result<Vec<RosterItem>, StoreError> {

@@ -5,7 +5,7 @@
 
 use super::guessing::{account_key, AccountKey};
 use super::session::Session;
-use crate::accounts::Credentials;
+use crate::accounts::{Credentials, RowKind};
 use crate::blocking_pool::{PoolError, Queue};
 use crate::xmpp::errors::{StreamCondition, StreamError};
 use crate::xmpp::jid::{prepare_password, Username};
@@ -322,7 +322,9 @@ impl Session {
     /// After a PLAIN login, re-derives the keys when they were made with
     /// another iteration count (or other hashes) than configured, so that old
     /// accounts come to answer SCRAM like new ones and like decoys. Best
-    /// effort: a busy queue or a failed write leaves the old keys in place.
+    /// effort: a busy queue or a failed write leaves the old keys in place,
+    /// and the write is a compare-and-set on the row the password was checked
+    /// against, so a password changed meanwhile is never overwritten.
     async fn converge_iterations(
         &mut self,
         user: &Username,
@@ -350,8 +352,24 @@ impl Session {
         let Ok(fresh) = derived else {
             return;
         };
-        match self.shared.store.set_credentials(user, fresh, None).await {
-            Ok(_) => tracing::info!(user = %user, iterations, "SCRAM keys re-derived"),
+        let store = &self.shared.store;
+        let row = match store.row(user).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                return tracing::warn!(user = %user, error = %e, "could not re-derive SCRAM keys")
+            }
+        };
+        if row.state != RowKind::Active || row.credentials.as_ref() != Some(credentials) {
+            return;
+        }
+        let mut updated = row.clone();
+        updated.credentials = Some(fresh);
+        match store.replace_row(row.stamp.as_ref(), updated).await {
+            Ok(Some(_)) => tracing::info!(user = %user, iterations, "SCRAM keys re-derived"),
+            Ok(None) => {
+                tracing::debug!(user = %user, "account changed meanwhile: keys left as they are")
+            }
             Err(e) => tracing::warn!(user = %user, error = %e, "could not re-derive SCRAM keys"),
         }
     }

@@ -146,6 +146,12 @@ impl Session {
 
     /// A stanza from elsewhere on the node; only bound streams take them.
     pub fn deliver(&mut self, stanza: Element) {
+        if let Some(text) = crate::sessions::ending(&stanza) {
+            if self.bound().is_some() {
+                self.stream_error(StreamError::new(StreamCondition::NotAuthorized).with_text(text));
+            }
+            return;
+        }
         if self.bound().is_some() && !self.io.is_closed() {
             self.send(&stanza);
             self.io.flush();

@@ -134,6 +134,7 @@ impl Driver {
             created_at: 0,
             roles: vec![],
             reservation: None,
+            generation: None,
         };
         self.shared().store.create(account).await.unwrap();
     }

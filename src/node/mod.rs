@@ -167,7 +167,7 @@ impl Node {
                 .map_err(NodeError::AdminToken)?;
         let arbiters = start_clients(&shared, &stop, &mut tasks).await?;
         let admin = bind("admin_addr", config.admin_addr).await?;
-        let service = admin_service(&config, &ledger, &store, peers);
+        let service = admin_service(&config, &ledger, &store, &shared.registrar, peers);
         let serve =
             crate::admin::grpc::serve(admin, service, admin_token, stop.clone().cancelled_owned());
         tasks.listen("admin API", serve);
@@ -368,9 +368,11 @@ fn admin_service(
     config: &Arc<Config>,
     ledger: &LedgerHandle,
     store: &Arc<dyn AccountStore>,
+    registrar: &Arc<crate::registration::Registrar>,
     clients: Option<Arc<crate::peer::PeerClients>>,
 ) -> crate::admin::grpc::AdminService {
     crate::admin::grpc::AdminService {
+        registrar: registrar.clone(),
         invites: crate::issuing::Issuer {
             ledger: ledger.clone(),
             store: store.clone(),

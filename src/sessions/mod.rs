@@ -3,9 +3,11 @@
 //! peer service and every client stream deliver through here.
 
 mod directory;
+mod ending;
 mod roster_push;
 
 pub use directory::{Fanout, SessionDirectory};
+pub use ending::{end_session, ending};
 pub use roster_push::{roster_item_element, roster_push};
 
 /// A stanza for one bound stream from elsewhere on the node (roster push,

@@ -299,11 +299,32 @@ async fn password_change_and_account_removal() {
     )
     .await
     .unwrap();
+    let (mut other, _) = usher_load::Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::Plain,
+        "hank",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
     // Someone else's name is refused.
     let reply = c.register("notme", "brand new password").await.unwrap();
     assert_iq_error(&reply, "modify", "bad-request", None);
     let reply = c.register("hank", "brand new password").await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    // The change ends the user's other session (whoever knew the old
+    // password is out), not the one that made it.
+    let el = other.next_element().await.unwrap();
+    assert_eq!(
+        stream_error(&el),
+        ("not-authorized".into(), Some("Password changed".into()))
+    );
+    assert_eq!(
+        c.request(ping()).await.unwrap().attr("type"),
+        Some("result")
+    );
     for mech in Mech::ALL {
         assert_eq!(
             node.auth(mech, "hank", PASSWORD).await,
@@ -327,8 +348,15 @@ async fn password_change_and_account_removal() {
         node.auth(Mech::Plain, "hank", "brand new password").await,
         Auth::Failure("not-authorized".into())
     );
-    // The name is free again.
-    node.register("hank", PASSWORD).await;
+    // The name is quarantined (30 days by default), with a clear refusal.
+    let mut c = node.connect_tls().await;
+    let reply = c.register("hank", PASSWORD).await.unwrap();
+    assert_iq_error(
+        &reply,
+        "cancel",
+        "conflict",
+        Some("The requested username belonged to a removed account and cannot be registered yet."),
+    );
 }
 
 #[tokio::test]
@@ -410,4 +438,49 @@ fn invalid_configuration_exits_with_code_2_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("c2s_adr"));
+}
+
+#[tokio::test]
+async fn an_operator_removes_an_account_and_lifts_its_quarantine() {
+    let node = TestNode::builder()
+        .open_registration()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
+    node.register("gina", PASSWORD).await;
+    let (mut c, _) = usher_load::Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::Plain,
+        "gina",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let out = node.cli_any(&["account", "remove", "gina"]);
+    assert!(out.status.success(), "{out:?}");
+    let el = c.next_element().await.unwrap();
+    assert_eq!(
+        stream_error(&el),
+        ("not-authorized".into(), Some("Account removed".into()))
+    );
+    let mut c = node.connect_tls().await;
+    let reply = c.register("gina", PASSWORD).await.unwrap();
+    assert_iq_error(&reply, "cancel", "conflict", None);
+    let out = node.cli_any(&["account", "unquarantine", "gina"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "gina may be registered again"
+    );
+    node.register("gina", PASSWORD).await;
+    let out = node.cli_any(&["account", "unquarantine", "gina"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "gina was not quarantined"
+    );
+    assert_cli_error(
+        node.cli_any(&["account", "remove", "ghost"]),
+        "no such account",
+    );
 }

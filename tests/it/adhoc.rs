@@ -118,7 +118,15 @@ async fn admins_create_account_invites_plain_and_bound() {
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();
-    node.register_via_invite("boss", PASSWORD).await;
+    // An administrator's name takes an invite bound to it.
+    let token = node.invite(&["--username", "boss"]);
+    let reply = node
+        .with_invite(&token)
+        .await
+        .register("boss", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
     node.register_via_invite("taken", PASSWORD).await;
     let mut c = login_as(&node, "boss").await;
     assert_eq!(command_nodes(&mut c).await, [CREATE_ACCOUNT, INVITE]);

@@ -69,7 +69,7 @@ async fn metrics_count_what_clients_did() {
         "usher_ledger_proposal_seconds_count",
         "usher_raft_commit_seconds_count",
         "usher_ledger_batch_size_count",
-        r#"usher_account_store_seconds_count{op="create",result="ok"}"#,
+        r#"usher_account_store_seconds_count{op="insert",result="ok"}"#,
     ] {
         let value = metric_value(&text, series).unwrap_or(0.0);
         assert!(value >= 1.0, "{series} = {value} in\n{text}");

@@ -314,6 +314,100 @@ async fn race(node: &TestNode, clients: usize, uses: u32, round: usize) {
     );
 }
 
+/// Issue 14 on the embedded store: every account write is held up
+/// (`slow-account-write`) longer than the 1 s lease while 30 clients race a
+/// 3-use invite. With lease extensions the writes keep their uses; without
+/// them the janitor fences the names and releases, and the late writes do
+/// not land. Either way: at most 3 accounts, as many uses as accounts, none
+/// pending, and every client told "success" can log in.
+async fn slow_writes_round(node: &TestNode, round: usize) -> usize {
+    let token = node.invite(&["--uses", "3"]);
+    let mut streams = Vec::new();
+    for _ in 0..30 {
+        streams.push(node.with_invite(&token).await);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(streams.len()));
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let user = format!("slow{round}c{i}");
+                let reply = c.register(&user, PASSWORD).await.unwrap();
+                (user, reply.attr("type") == Some("result"))
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let show = loop {
+        let show = node.show(&token);
+        if show.contains("(0 pending") || std::time::Instant::now() > deadline {
+            break show;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(show.contains("(0 pending"), "round {round}: {show}");
+    let mut accounts = 0;
+    for (user, ok) in &outcomes {
+        let exists = node.auth(Mech::Plain, user, PASSWORD).await == Auth::Success;
+        assert!(
+            exists || !ok,
+            "round {round}: {user} was told success but has no account"
+        );
+        accounts += usize::from(exists);
+    }
+    assert!(
+        accounts <= 3,
+        "round {round}: {accounts} accounts on a 3-use invite"
+    );
+    assert!(
+        show.contains(&format!("uses:     {accounts}/3")),
+        "round {round}: {accounts} accounts: {show}"
+    );
+    accounts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_writes_slower_than_the_lease_keep_their_use_by_extending_it() {
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .set("USHER_LEDGER__RESERVATION_LEASE", "1s")
+        .set("USHER_LEDGER__JANITOR_INTERVAL", "200ms")
+        .set("USHER_FAILPOINTS", "slow-account-write:2500ms")
+        .start();
+    for round in 0..2 {
+        assert_eq!(slow_writes_round(&node, round).await, 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_writes_that_lose_their_lease_are_fenced_and_never_land() {
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .set("USHER_LEDGER__RESERVATION_LEASE", "1s")
+        .set("USHER_LEDGER__JANITOR_INTERVAL", "200ms")
+        .set(
+            "USHER_FAILPOINTS",
+            "slow-account-write:2500ms,no-lease-extension",
+        )
+        .start();
+    for round in 0..2 {
+        slow_writes_round(&node, round).await;
+    }
+    assert!(
+        node.log().contains("resolved an expired reservation"),
+        "the janitor never settled a lease"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_race_a_single_use_invite_twenty_times() {
     let node = TestNode::builder()
