@@ -1,7 +1,9 @@
 //! Fault injection for crash tests: `USHER_FAILPOINTS=name[,name…]` makes the
 //! process abort, as abruptly as `kill -9`, when it reaches a named point of the
-//! registration saga. Compiled in only with the `failpoints` feature, which the
-//! test build turns on and a release build never has.
+//! registration saga; `name:5s` (a humantime duration) instead holds up a
+//! `delay` point that long, as a stalled database would. Compiled in only with
+//! the `failpoints` feature, which the test build turns on and a release build
+//! never has.
 
 #[cfg(feature = "failpoints")]
 fn armed() -> &'static std::collections::HashSet<String> {
@@ -29,7 +31,37 @@ pub fn hit(name: &str) {
     }
 }
 
+/// Whether `name` is armed, for a point that switches something off.
+#[cfg(feature = "failpoints")]
+pub fn on(name: &str) -> bool {
+    armed().contains(name)
+}
+
+/// Sleeps here if `name:duration` is armed.
+#[cfg(feature = "failpoints")]
+pub async fn delay(name: &str) {
+    let prefix = format!("{name}:");
+    let held = armed()
+        .iter()
+        .find_map(|a| a.strip_prefix(&prefix))
+        .and_then(|d| humantime::parse_duration(d).ok());
+    if let Some(d) = held {
+        eprintln!("usher: failpoint {name} holds for {d:?}");
+        tokio::time::sleep(d).await;
+    }
+}
+
 /// Without the feature a failpoint is nothing at all.
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub async fn delay(_name: &str) {}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn on(_name: &str) -> bool {
+    false
+}

@@ -30,5 +30,6 @@ pub mod peer;
 pub mod registration;
 pub mod secrets;
 pub mod sessions;
+pub mod throttle;
 pub mod web;
 pub mod xmpp;

@@ -15,11 +15,15 @@ pub const STANZAS_OUT: &str = "usher_stanzas_out_total";
 /// rate_limited, unavailable, closed. Label `door`: ibr (in-band, XEP-0077)
 /// or web (the browser form).
 pub const REGISTRATIONS: &str = "usher_registrations_total";
-/// Label `outcome`: valid, invalid, unavailable.
+/// Label `outcome`: valid, invalid, throttled, unavailable.
 pub const PREAUTH: &str = "usher_preauth_total";
 /// Label `outcome`: success, failure.
 pub const SASL: &str = "usher_sasl_auth_total";
-/// Label `limit`: registrations_per_ip, max_connections, sasl_failures,
+/// Label `limit`: registrations_per_ip, registration_queue, max_connections,
+/// sasl_failures (a stream closed), auth_failures_per_address (refused at
+/// once), auth_failures_per_account (answered late), login_queue,
+/// preauth_failures (a stream closed), preauth_failures_per_address (refused
+/// without a lookup), validated_invite_max_age (registration refused),
 /// stanzas_per_second.
 pub const RATE_LIMIT_HITS: &str = "usher_rate_limit_hits_total";
 /// Label `condition`: the RFC 6120 stream error condition.
@@ -30,8 +34,8 @@ pub const LEDGER_PROPOSAL_SECONDS: &str = "usher_ledger_proposal_seconds";
 pub const LEDGER_BATCH_SIZE: &str = "usher_ledger_batch_size";
 /// One Raft client write: append, replicate, commit, apply.
 pub const RAFT_COMMIT_SECONDS: &str = "usher_raft_commit_seconds";
-/// Label `op`: create, get, set_credentials, delete, roster_get, roster_item, roster_set,
-/// roster_remove, check; label `result`: ok, error.
+/// Label `op`: get, row, insert, replace, roster_get, roster_item, roster_set,
+/// roster_remove, user_data_delete, check; label `result`: ok, error.
 pub const STORE_SECONDS: &str = "usher_account_store_seconds";
 
 /// Latency buckets (seconds): sub-millisecond ledger commits up to

@@ -162,6 +162,7 @@ impl Client {
             reader: StreamReader::new(ReaderLimits {
                 max_stanza_size: 1 << 20,
                 max_depth: 64,
+                ..ReaderLimits::default()
             }),
             events: VecDeque::new(),
             domain: domain.to_owned(),

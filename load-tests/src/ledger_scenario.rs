@@ -171,6 +171,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             created_at: now_millis(),
             expires_at: now_millis() + 3_600_000,
             created_by: Some("usher-load".into()),
+            generation: None,
         };
         match target.propose(shards, Command::Create(spec)).await? {
             Outcome::Created => tokens.push(token),
@@ -198,7 +199,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                     username: user(i),
                     purpose: Purpose::Register,
                     validated_at: now_millis(),
-                    lease_until: now_millis() + 60_000,
+                    lease: 60_000,
+                    lease_until: None,
+                    operator_bound: false,
                     node: "usher-load".into(),
                     path: RedeemPath::Ibr,
                 };

@@ -570,6 +570,7 @@ async fn cql_insert_scenario(
                     created_at: 0,
                     roles: vec![],
                     reservation: None,
+                    generation: None,
                 };
                 match store.create(account).await? {
                     CreateOutcome::Created => Ok(()),

@@ -86,7 +86,10 @@ fn bad_arguments_are_refused_clearly() {
 
 #[test]
 fn every_scenario_runs_against_a_local_node() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let addr = node.addr.to_string();
     let ca = node.trust();
     let usher_load::Trust::Pinned(ca) = ca else {

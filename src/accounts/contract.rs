@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{
-    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
+    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem, RowKind,
     Subscription,
 };
 use crate::xmpp::jid::Username;
@@ -16,6 +16,7 @@ fn account(name: &str, password: &str) -> Account {
         created_at: 1_700_000_000,
         roles: vec!["tester".into()],
         reservation: Some(format!("res-{name}").into()),
+        generation: Some(format!("gen-{name}")),
     }
 }
 
@@ -62,40 +63,57 @@ pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
     );
     assert!(store.get(&user(&name("nobody"))).await.unwrap().is_none());
 
-    // Credentials change only on existing accounts; a reset records its reservation.
-    let new = Credentials::derive("pw-new", 4096, &HashAlg::ALL);
-    assert!(store
-        .set_credentials(&alice, new.clone(), None)
+    // Rows change by compare-and-set on their stamp: a write conditioned on
+    // a stamp that is no longer there is not applied.
+    let row = store.row(&alice).await.unwrap().expect("alice's row");
+    assert_eq!(row.state, RowKind::Active);
+    assert_eq!(
+        row.generation.as_deref(),
+        Some(format!("gen-{}", name("alice")).as_str())
+    );
+    let stamp = row.stamp.clone().expect("a stamped row");
+    let mut reset = row.clone();
+    reset.credentials = Some(Credentials::derive("pw-new", 4096, &HashAlg::ALL));
+    reset.reservation = Some("reset-1".into());
+    reset.fenced_until = 77;
+    let second = store
+        .replace_row(Some(&stamp), reset.clone())
         .await
-        .unwrap());
-    let got = store.get(&alice).await.unwrap().unwrap();
-    assert!(got
+        .unwrap()
+        .expect("applied on the stamp it read");
+    assert_ne!(second, stamp);
+    assert!(store
+        .replace_row(Some(&stamp), row.clone())
+        .await
+        .unwrap()
+        .is_none());
+    let got = store.row(&alice).await.unwrap().unwrap();
+    assert_eq!(got.stamp.as_ref(), Some(&second));
+    assert_eq!(got.reservation.as_deref(), Some("reset-1"));
+    assert_eq!(got.fenced_until, 77);
+    assert!(store
+        .get(&alice)
+        .await
+        .unwrap()
+        .unwrap()
         .credentials
         .keys(HashAlg::Sha256)
         .unwrap()
         .verify_password(HashAlg::Sha256, "pw-new"));
-    assert_eq!(
-        got.reservation.as_deref(),
-        Some(format!("res-{}", name("alice")).as_str())
-    );
+    // No row, no replace: a compare-and-set never creates one.
+    let mut ghost = reset.clone();
+    ghost.username = user(&name("ghost"));
     assert!(store
-        .set_credentials(&alice, new.clone(), Some("reset-1".into()))
+        .replace_row(None, ghost.clone())
         .await
-        .unwrap());
-    assert_eq!(
-        store
-            .get(&alice)
-            .await
-            .unwrap()
-            .unwrap()
-            .reservation
-            .as_deref(),
-        Some("reset-1")
-    );
-    assert!(!store
-        .set_credentials(&user(&name("ghost")), new, None)
+        .unwrap()
+        .is_none());
+    assert!(store
+        .replace_row(Some(&second), ghost)
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
+    assert!(store.row(&user(&name("ghost"))).await.unwrap().is_none());
 
     // Rosters: per user, items replaced whole, removed once.
     let bob = user(&name("bob"));
@@ -187,19 +205,43 @@ pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
     all.sort_by_key(|m| m.stored_at);
     assert_eq!(all, (4..10).map(msg).collect::<Vec<_>>());
 
-    // Deleting an account takes its roster and messages with it, and frees the name.
-    assert!(store.delete(&alice).await.unwrap());
-    assert!(!store.delete(&alice).await.unwrap());
+    // A tombstone or a placeholder is no account, but holds the name
+    // against a plain insert; the roster and kept messages go on their own.
+    let mut gone = store.row(&alice).await.unwrap().unwrap();
+    let stamp = gone.stamp.take();
+    gone.state = RowKind::Deleted;
+    gone.credentials = None;
+    gone.quarantine_until = 123;
+    assert!(store
+        .replace_row(stamp.as_ref(), gone)
+        .await
+        .unwrap()
+        .is_some());
+    store.delete_user_data(&alice).await.unwrap();
     assert!(store.get(&alice).await.unwrap().is_none());
     assert!(store.roster(&alice).await.unwrap().is_empty());
     assert!(store.take_offline(&alice).await.unwrap().is_empty());
+    assert_eq!(store.roster(&bob).await.unwrap().len(), 2, "alice and erin");
+    let tomb = store.row(&alice).await.unwrap().unwrap();
+    assert_eq!(
+        (tomb.state, tomb.quarantine_until, tomb.fenced_until),
+        (RowKind::Deleted, 123, 77)
+    );
     assert_eq!(
         store
             .create(account(&name("alice"), "again"))
             .await
             .unwrap(),
-        CreateOutcome::Created
+        CreateOutcome::AlreadyExists
     );
+    let placeholder = super::AccountRow::placeholder(user(&name("fenced")), 9);
+    assert!(store
+        .insert_row(placeholder.clone())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.insert_row(placeholder).await.unwrap().is_none());
+    assert!(store.get(&user(&name("fenced"))).await.unwrap().is_none());
 
     // Many concurrent creates of one name: exactly one wins.
     let mut tasks = Vec::new();

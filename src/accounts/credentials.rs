@@ -4,9 +4,8 @@
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::xmpp::sasl::scram::SALT_LEN;
 use crate::xmpp::sasl::{HashAlg, ScramKeys};
-
-const SALT_LEN: usize = 16;
 
 /// Keys for the hashes configured when the password was set (`scram_hashes`):
 /// an account made with only SHA-1 cannot use SCRAM-SHA-256 until its password

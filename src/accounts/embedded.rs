@@ -1,5 +1,6 @@
 //! The single-node AccountStore: one redb file in the data dir. Every write is
-//! its own serialisable transaction, committed durably before it returns.
+//! its own serialisable transaction, committed durably before it returns; a
+//! compare-and-set reads and writes in one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,13 +9,12 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
-    StoreError,
+    Account, AccountRow, AccountStore, OfflineMessage, Queued, RosterItem, Stamp, StoreError,
 };
-use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
 
-/// username → account record (JSON, so fields can be added without migrations).
+/// username → `AccountRow` (JSON, so fields can be added without migrations;
+/// records of older versions decode as active rows without a stamp).
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 /// "user\0contact" → roster item (JSON); the user's items share a key prefix.
 const ROSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("rosters");
@@ -45,7 +45,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn decode(username: &str, bytes: &[u8]) -> Result<Account, StoreError> {
+fn decode(username: &str, bytes: &[u8]) -> Result<AccountRow, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         username: username.to_owned(),
         reason: e.to_string(),
@@ -77,33 +77,38 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
     }
 
-    /// Read-modify-write of one record inside a single write transaction.
-    async fn update<F>(&self, username: &Username, change: F) -> Result<bool, StoreError>
+    /// One write transaction: `decide` sees the current row and returns the
+    /// row to write (given a fresh stamp), or `None` to leave it.
+    async fn write_if<F>(&self, name: Username, decide: F) -> Result<Option<Stamp>, StoreError>
     where
-        F: FnOnce(Account) -> Account + Send + 'static,
+        F: FnOnce(Option<AccountRow>) -> Option<AccountRow> + Send + 'static,
     {
-        let name = username.as_str().to_owned();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let changed = {
+            let written = {
                 let mut table = txn.open_table(ACCOUNTS).map_err(unavailable)?;
                 let current = match table.get(name.as_str()).map_err(unavailable)? {
                     Some(bytes) => Some(decode(&name, bytes.value())?),
                     None => None,
                 };
-                match current {
-                    Some(account) => {
-                        let bytes = serde_json::to_vec(&change(account)).map_err(unavailable)?;
+                match decide(current) {
+                    Some(mut row) => {
+                        let stamp = Stamp::fresh();
+                        row.stamp = Some(stamp.clone());
+                        let bytes = serde_json::to_vec(&row).map_err(unavailable)?;
                         table
                             .insert(name.as_str(), bytes.as_slice())
                             .map_err(unavailable)?;
-                        true
+                        Some(stamp)
                     }
-                    None => false,
+                    None => None,
                 }
             };
-            txn.commit().map_err(unavailable)?;
-            Ok(changed)
+            match written {
+                Some(_) => txn.commit().map_err(unavailable)?,
+                None => txn.abort().map_err(unavailable)?,
+            }
+            Ok(written)
         })
         .await
     }
@@ -111,35 +116,11 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl AccountStore for EmbeddedStore {
-    async fn create(&self, account: Account) -> Result<CreateOutcome, StoreError> {
-        self.blocking(move |db| {
-            let bytes = serde_json::to_vec(&account).map_err(unavailable)?;
-            let txn = db.begin_write().map_err(unavailable)?;
-            let outcome = {
-                let mut table = txn.open_table(ACCOUNTS).map_err(unavailable)?;
-                if table
-                    .get(account.username.as_str())
-                    .map_err(unavailable)?
-                    .is_some()
-                {
-                    CreateOutcome::AlreadyExists
-                } else {
-                    table
-                        .insert(account.username.as_str(), bytes.as_slice())
-                        .map_err(unavailable)?;
-                    CreateOutcome::Created
-                }
-            };
-            match outcome {
-                CreateOutcome::Created => txn.commit().map_err(unavailable)?,
-                CreateOutcome::AlreadyExists => txn.abort().map_err(unavailable)?,
-            }
-            Ok(outcome)
-        })
-        .await
+    async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
+        Ok(self.row(username).await?.and_then(|r| r.active()))
     }
 
-    async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
+    async fn row(&self, username: &Username) -> Result<Option<AccountRow>, StoreError> {
         let name = username.as_str().to_owned();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
@@ -152,31 +133,29 @@ impl AccountStore for EmbeddedStore {
         .await
     }
 
-    async fn set_credentials(
-        &self,
-        username: &Username,
-        credentials: Credentials,
-        reservation: Option<ReservationId>,
-    ) -> Result<bool, StoreError> {
-        self.update(username, move |mut account| {
-            account.credentials = credentials;
-            if reservation.is_some() {
-                account.reservation = reservation;
-            }
-            account
+    async fn insert_row(&self, row: AccountRow) -> Result<Option<Stamp>, StoreError> {
+        self.write_if(row.username.clone(), move |current| {
+            current.is_none().then_some(row)
         })
         .await
     }
 
-    async fn delete(&self, username: &Username) -> Result<bool, StoreError> {
+    async fn replace_row(
+        &self,
+        expected: Option<&Stamp>,
+        row: AccountRow,
+    ) -> Result<Option<Stamp>, StoreError> {
+        let expected = expected.cloned();
+        self.write_if(row.username.clone(), move |current| {
+            current.filter(|c| c.stamp == expected).map(|_| row)
+        })
+        .await
+    }
+
+    async fn delete_user_data(&self, username: &Username) -> Result<(), StoreError> {
         let name = username.as_str().to_owned();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let existed = {
-                let mut table = txn.open_table(ACCOUNTS).map_err(unavailable)?;
-                let removed = table.remove(name.as_str()).map_err(unavailable)?;
-                removed.is_some()
-            };
             {
                 let mut rosters = txn.open_table(ROSTERS).map_err(unavailable)?;
                 let (from, to) = (roster_key(&name, ""), roster_key(&name, "\u{10FFFF}"));
@@ -191,8 +170,7 @@ impl AccountStore for EmbeddedStore {
                     .retain_in(from.as_str()..to.as_str(), |_, _| false)
                     .map_err(unavailable)?;
             }
-            txn.commit().map_err(unavailable)?;
-            Ok(existed)
+            txn.commit().map_err(unavailable)
         })
         .await
     }
@@ -370,55 +348,69 @@ impl AccountStore for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::{Credentials, RowKind};
 
-    fn account(name: &str) -> Account {
-        Account {
+    fn account(name: &str) -> AccountRow {
+        AccountRow::new_account(Account {
             username: Username::parse(name).unwrap(),
             credentials: Credentials::derive("password1", 4096, &crate::xmpp::sasl::HashAlg::ALL),
             created_at: 1,
             roles: vec![],
-            reservation: None,
-        }
+            reservation: Some("r1".into()),
+            generation: Some("g1".into()),
+        })
     }
 
     // The AccountStore contract (accounts/contract.rs) covers the operations;
-    // this checks what only the embedded store has: a file that survives reopening.
+    // this checks what only the embedded store has: a file that survives
+    // reopening, and records of older versions.
     #[tokio::test]
-    async fn create_get_update_delete_and_reopen() {
+    async fn rows_survive_reopening_and_old_records_read_as_active_accounts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("accounts.redb");
         let alice = Username::parse("alice").unwrap();
-        {
+        let stamp = {
             let store = EmbeddedStore::open(&path).unwrap();
-            assert_eq!(
-                store.create(account("alice")).await.unwrap(),
-                CreateOutcome::Created
-            );
-            assert_eq!(
-                store.create(account("alice")).await.unwrap(),
-                CreateOutcome::AlreadyExists
-            );
-            let creds = Credentials::derive("new-password", 4096, &crate::xmpp::sasl::HashAlg::ALL);
-            assert!(store
-                .set_credentials(&alice, creds.clone(), Some("r1".into()))
-                .await
-                .unwrap());
-            let bob = Username::parse("bob").unwrap();
-            assert!(!store
-                .set_credentials(&bob, creds.clone(), None)
-                .await
-                .unwrap());
-            assert!(!store.delete(&bob).await.unwrap());
-        }
+            let stamp = store.insert_row(account("alice")).await.unwrap().unwrap();
+            assert!(store.insert_row(account("alice")).await.unwrap().is_none());
+            stamp
+        };
         let store = EmbeddedStore::open(&path).unwrap();
-        let got = store.get(&alice).await.unwrap().unwrap();
+        let got = store.row(&alice).await.unwrap().unwrap();
+        assert_eq!(got.stamp.as_ref(), Some(&stamp));
         assert_eq!(got.reservation.as_deref(), Some("r1"));
-        assert!(got
-            .credentials
-            .keys(crate::xmpp::sasl::HashAlg::Sha256)
+        // A record as an older version wrote it: no state, no stamp.
+        let legacy = serde_json::json!({
+            "username": "old",
+            "credentials": got.credentials,
+            "created_at": 5,
+            "roles": ["admin"],
+            "reservation": null,
+        });
+        let db = store.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().unwrap();
+            txn.open_table(ACCOUNTS)
+                .unwrap()
+                .insert("old", serde_json::to_vec(&legacy).unwrap().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        })
+        .await
+        .unwrap();
+        let old = Username::parse("old").unwrap();
+        let row = store.row(&old).await.unwrap().unwrap();
+        assert_eq!((row.state, row.stamp.clone()), (RowKind::Active, None));
+        assert_eq!(store.get(&old).await.unwrap().unwrap().roles, ["admin"]);
+        // Its missing stamp is what a compare-and-set must name.
+        let mut gone = row.clone();
+        gone.state = RowKind::Deleted;
+        assert!(store
+            .replace_row(Some(&stamp), gone.clone())
+            .await
             .unwrap()
-            .verify_password(crate::xmpp::sasl::HashAlg::Sha256, "new-password"));
-        assert!(store.delete(&alice).await.unwrap());
-        assert!(store.get(&alice).await.unwrap().is_none());
+            .is_none());
+        assert!(store.replace_row(None, gone).await.unwrap().is_some());
+        assert!(store.get(&old).await.unwrap().is_none());
     }
 }

@@ -8,10 +8,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
-    StoreError,
+    Account, AccountRow, AccountStore, OfflineMessage, Queued, RosterItem, Stamp, StoreError,
 };
-use crate::invites::ReservationId;
 use crate::metrics::STORE_SECONDS;
 use crate::xmpp::jid::Username;
 
@@ -31,29 +29,28 @@ async fn timed<T>(
 
 #[async_trait]
 impl AccountStore for MeteredStore {
-    async fn create(&self, account: Account) -> Result<CreateOutcome, StoreError> {
-        timed("create", self.0.create(account)).await
-    }
-
     async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
         timed("get", self.0.get(username)).await
     }
 
-    async fn set_credentials(
-        &self,
-        username: &Username,
-        credentials: Credentials,
-        reservation: Option<ReservationId>,
-    ) -> Result<bool, StoreError> {
-        timed(
-            "set_credentials",
-            self.0.set_credentials(username, credentials, reservation),
-        )
-        .await
+    async fn row(&self, username: &Username) -> Result<Option<AccountRow>, StoreError> {
+        timed("row", self.0.row(username)).await
     }
 
-    async fn delete(&self, username: &Username) -> Result<bool, StoreError> {
-        timed("delete", self.0.delete(username)).await
+    async fn insert_row(&self, row: AccountRow) -> Result<Option<Stamp>, StoreError> {
+        timed("insert", self.0.insert_row(row)).await
+    }
+
+    async fn replace_row(
+        &self,
+        expected: Option<&Stamp>,
+        row: AccountRow,
+    ) -> Result<Option<Stamp>, StoreError> {
+        timed("replace", self.0.replace_row(expected, row)).await
+    }
+
+    async fn delete_user_data(&self, username: &Username) -> Result<(), StoreError> {
+        timed("user_data_delete", self.0.delete_user_data(username)).await
     }
 
     async fn roster(&self, username: &Username) -> Result<Vec<RosterItem>, StoreError> {

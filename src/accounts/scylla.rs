@@ -1,7 +1,10 @@
 //! The AccountStore on ScyllaDB (or any CQL database: the tests use Apache
-//! Cassandra). Every node of a cluster shares it. Uniqueness comes from
-//! lightweight transactions; `[applied]` is read by column name, since ScyllaDB
-//! and Cassandra return different columns beside it.
+//! Cassandra). Every node of a cluster shares it. Uniqueness and
+//! compare-and-set come from lightweight transactions on the row's partition,
+//! and the rows the saga decides on are read at serial consistency, so a
+//! write still in flight is finished (or fails) before the read answers.
+//! `[applied]` is read by column name, since ScyllaDB and Cassandra return
+//! different columns beside it.
 
 use ::scylla::client::session::Session;
 use ::scylla::client::session_builder::SessionBuilder;
@@ -14,12 +17,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Account, AccountStore, CreateOutcome, Credentials, OfflineMessage, Queued, RosterItem,
-    StoreError,
+    Account, AccountRow, AccountStore, Credentials, OfflineMessage, Queued, RosterItem, RowKind,
+    Stamp, StoreError,
 };
-use crate::config::ScyllaConfig;
+use crate::config::{CqlSerialConsistency, ScyllaConfig};
 use crate::invites::ReservationId;
 use crate::xmpp::jid::Username;
+use ::scylla::frame::types::Consistency;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -32,12 +36,25 @@ fn corrupt(username: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// The columns of `accounts` besides the key, in the order every statement
+/// names them.
+const ROW_COLUMNS: &str = "credentials, roles, created_at, reservation, state, generation, \
+                           fenced_until, quarantine_until, stamp";
+
+/// Columns later versions added to `accounts`, for tables made before them.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("state", "text"),
+    ("generation", "text"),
+    ("fenced_until", "bigint"),
+    ("quarantine_until", "bigint"),
+    ("stamp", "text"),
+];
+
 struct Statements {
-    insert_account: PreparedStatement,
-    select_account: PreparedStatement,
-    update_credentials: PreparedStatement,
-    update_credentials_reservation: PreparedStatement,
-    delete_account: PreparedStatement,
+    insert_row: PreparedStatement,
+    select_row: PreparedStatement,
+    select_row_serial: PreparedStatement,
+    replace_row: PreparedStatement,
     delete_roster: PreparedStatement,
     select_roster: PreparedStatement,
     select_roster_item: PreparedStatement,
@@ -87,7 +104,9 @@ impl ScyllaStore {
             format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {ks}.accounts (username text PRIMARY KEY, \
-                 credentials text, roles list<text>, created_at bigint, reservation text)"
+                 credentials text, roles list<text>, created_at bigint, reservation text, \
+                 state text, generation text, fenced_until bigint, quarantine_until bigint, \
+                 stamp text)"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {ks}.rosters (username text, contact text, item text, \
@@ -103,80 +122,92 @@ impl ScyllaStore {
         ] {
             session.query_unpaged(ddl, ()).await.map_err(unavailable)?;
         }
+        add_missing_columns(&session, ks).await?;
         session
             .await_schema_agreement()
             .await
             .map_err(unavailable)?;
 
-        let prepare = |cql: String, lwt: bool| {
+        /// How a statement is run: plainly, as a lightweight transaction,
+        /// or as a serial read.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mode {
+            Plain,
+            Lwt,
+            SerialRead,
+        }
+        let prepare = |cql: String, mode: Mode| {
             let session = &session;
             async move {
                 let mut p = session.prepare(cql).await.map_err(unavailable)?;
-                p.set_consistency(config.consistency.into());
-                if lwt {
+                p.set_consistency(match mode {
+                    Mode::SerialRead => match config.serial_consistency {
+                        CqlSerialConsistency::Serial => Consistency::Serial,
+                        CqlSerialConsistency::LocalSerial => Consistency::LocalSerial,
+                    },
+                    _ => config.consistency.into(),
+                });
+                if mode == Mode::Lwt {
                     p.set_serial_consistency(Some(config.serial_consistency.into()));
                 }
                 p.set_request_timeout(Some(config.request_timeout));
                 Ok::<_, StoreError>(p)
             }
         };
+        let select = format!("SELECT {ROW_COLUMNS} FROM {ks}.accounts WHERE username = ?");
         let st = Statements {
-            insert_account: prepare(
-                format!("INSERT INTO {ks}.accounts (username, credentials, roles, created_at, reservation) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"),
-                true,
+            insert_row: prepare(
+                format!("INSERT INTO {ks}.accounts (username, {ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
+                Mode::Lwt,
             )
             .await?,
-            select_account: prepare(
-                format!("SELECT credentials, roles, created_at, reservation FROM {ks}.accounts WHERE username = ?"),
-                false,
+            select_row: prepare(select.clone(), Mode::Plain).await?,
+            select_row_serial: prepare(select, Mode::SerialRead).await?,
+            // `created_at != null`: a row exists (every row has it), so a
+            // condition on a missing stamp never creates one.
+            replace_row: prepare(
+                format!("UPDATE {ks}.accounts SET credentials = ?, roles = ?, created_at = ?, \
+                         reservation = ?, state = ?, generation = ?, fenced_until = ?, \
+                         quarantine_until = ?, stamp = ? WHERE username = ? \
+                         IF stamp = ? AND created_at != null"),
+                Mode::Lwt,
             )
             .await?,
-            update_credentials: prepare(
-                format!("UPDATE {ks}.accounts SET credentials = ? WHERE username = ? IF EXISTS"),
-                true,
-            )
-            .await?,
-            update_credentials_reservation: prepare(
-                format!("UPDATE {ks}.accounts SET credentials = ?, reservation = ? WHERE username = ? IF EXISTS"),
-                true,
-            )
-            .await?,
-            delete_account: prepare(format!("DELETE FROM {ks}.accounts WHERE username = ? IF EXISTS"), true).await?,
-            delete_roster: prepare(format!("DELETE FROM {ks}.rosters WHERE username = ?"), false).await?,
-            select_roster: prepare(format!("SELECT item FROM {ks}.rosters WHERE username = ?"), false).await?,
+            delete_roster: prepare(format!("DELETE FROM {ks}.rosters WHERE username = ?"), Mode::Plain).await?,
+            select_roster: prepare(format!("SELECT item FROM {ks}.rosters WHERE username = ?"), Mode::Plain).await?,
             select_roster_item: prepare(
                 format!("SELECT item FROM {ks}.rosters WHERE username = ? AND contact = ?"),
-                false,
+                Mode::Plain,
             )
             .await?,
             upsert_roster_item: prepare(
                 format!("INSERT INTO {ks}.rosters (username, contact, item) VALUES (?, ?, ?)"),
-                false,
+                Mode::Plain,
             )
             .await?,
             delete_roster_item: prepare(
                 format!("DELETE FROM {ks}.rosters WHERE username = ? AND contact = ? IF EXISTS"),
-                true,
+                Mode::Lwt,
             )
             .await?,
-            count_offline: prepare(format!("SELECT COUNT(*) FROM {ks}.offline WHERE username = ?"), false).await?,
+            count_offline: prepare(format!("SELECT COUNT(*) FROM {ks}.offline WHERE username = ?"), Mode::Plain).await?,
             insert_offline: prepare(
                 format!("INSERT INTO {ks}.offline (username, id, stored_at, stanza) VALUES (?, ?, ?, ?)"),
-                false,
+                Mode::Plain,
             )
             .await?,
             select_offline: prepare(
                 format!("SELECT id, stored_at, stanza FROM {ks}.offline WHERE username = ?"),
-                false,
+                Mode::Plain,
             )
             .await?,
             // A lightweight transaction: of several takers, one sees it applied.
             claim_offline: prepare(
                 format!("DELETE FROM {ks}.offline WHERE username = ? AND id = ? IF EXISTS"),
-                true,
+                Mode::Lwt,
             )
             .await?,
-            delete_offline: prepare(format!("DELETE FROM {ks}.offline WHERE username = ?"), false).await?,
+            delete_offline: prepare(format!("DELETE FROM {ks}.offline WHERE username = ?"), Mode::Plain).await?,
         };
         Ok(ScyllaStore {
             session,
@@ -258,89 +289,190 @@ fn texts(result: QueryResult) -> Result<Vec<String>, StoreError> {
         .collect()
 }
 
+/// Adds the columns of `ADDED_COLUMNS` a table made by an older version lacks.
+async fn add_missing_columns(session: &Session, ks: &str) -> Result<(), StoreError> {
+    let result = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = 'accounts'",
+            (ks,),
+        )
+        .await
+        .map_err(unavailable)?;
+    let present = texts(result)?;
+    for (column, kind) in ADDED_COLUMNS {
+        if !present.iter().any(|c| c == column) {
+            tracing::info!(column, "adding a column to the accounts table");
+            session
+                .query_unpaged(format!("ALTER TABLE {ks}.accounts ADD {column} {kind}"), ())
+                .await
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bound values of a row's columns, in `ROW_COLUMNS` order.
+type RowValues = (
+    Option<String>,
+    Vec<String>,
+    i64,
+    Option<String>,
+    &'static str,
+    Option<String>,
+    i64,
+    i64,
+    String,
+);
+
+fn row_values(row: &AccountRow, stamp: &Stamp) -> Result<RowValues, StoreError> {
+    let credentials = match &row.credentials {
+        Some(c) => Some(serde_json::to_string(c).map_err(unavailable)?),
+        None => None,
+    };
+    let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    Ok((
+        credentials,
+        row.roles.clone(),
+        big(row.created_at),
+        row.reservation.as_ref().map(|r| r.as_str().to_owned()),
+        row.state.as_str(),
+        row.generation.clone(),
+        big(row.fenced_until),
+        big(row.quarantine_until),
+        stamp.as_str().to_owned(),
+    ))
+}
+
+/// The columns of a row as read, in `ROW_COLUMNS` order.
+type RowColumns = (
+    Option<String>,
+    Option<Vec<String>>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn decode_row(username: &Username, result: QueryResult) -> Result<Option<AccountRow>, StoreError> {
+    let name = username.as_str();
+    let rows = result.into_rows_result().map_err(unavailable)?;
+    let Some((
+        credentials,
+        roles,
+        created_at,
+        reservation,
+        state,
+        generation,
+        fenced,
+        quarantine,
+        stamp,
+    )) = rows
+        .maybe_first_row::<RowColumns>()
+        .map_err(|e| corrupt(name, e))?
+    else {
+        return Ok(None);
+    };
+    let credentials: Option<Credentials> = match credentials {
+        Some(c) => Some(serde_json::from_str(&c).map_err(|e| corrupt(name, e))?),
+        None => None,
+    };
+    // Rows of older versions have no state: they are accounts.
+    let state = match state.as_deref() {
+        None => RowKind::Active,
+        Some(s) => {
+            RowKind::parse(s).ok_or_else(|| corrupt(name, format!("unknown state '{s}'")))?
+        }
+    };
+    if state == RowKind::Active && credentials.is_none() {
+        return Err(corrupt(name, "an account without credentials"));
+    }
+    let unsigned = |n: Option<i64>| n.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+    Ok(Some(AccountRow {
+        username: username.clone(),
+        state,
+        credentials,
+        created_at: unsigned(created_at),
+        roles: roles.unwrap_or_default(),
+        reservation: reservation.map(ReservationId::from),
+        generation,
+        fenced_until: unsigned(fenced),
+        quarantine_until: unsigned(quarantine),
+        stamp: stamp.map(Stamp::from),
+    }))
+}
+
 #[async_trait]
 impl AccountStore for ScyllaStore {
-    async fn create(&self, account: Account) -> Result<CreateOutcome, StoreError> {
-        let credentials = serde_json::to_string(&account.credentials).map_err(unavailable)?;
-        let created_at = i64::try_from(account.created_at).unwrap_or(i64::MAX);
+    async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
+        let result = self.run(&self.st.select_row, (username.as_str(),)).await?;
+        Ok(decode_row(username, result)?.and_then(|r| r.active()))
+    }
+
+    async fn row(&self, username: &Username) -> Result<Option<AccountRow>, StoreError> {
+        let result = self
+            .run(&self.st.select_row_serial, (username.as_str(),))
+            .await?;
+        decode_row(username, result)
+    }
+
+    async fn insert_row(&self, row: AccountRow) -> Result<Option<Stamp>, StoreError> {
+        let stamp = Stamp::fresh();
+        let v = row_values(&row, &stamp)?;
         let result = self
             .run(
-                &self.st.insert_account,
+                &self.st.insert_row,
                 (
-                    account.username.as_str(),
-                    credentials,
-                    &account.roles,
-                    created_at,
-                    account.reservation.as_ref().map(ReservationId::as_str),
+                    row.username.as_str(),
+                    v.0,
+                    v.1,
+                    v.2,
+                    v.3,
+                    v.4,
+                    v.5,
+                    v.6,
+                    v.7,
+                    v.8,
                 ),
             )
             .await?;
-        Ok(if applied(result)? {
-            CreateOutcome::Created
-        } else {
-            CreateOutcome::AlreadyExists
-        })
+        Ok(applied(result)?.then_some(stamp))
     }
 
-    async fn get(&self, username: &Username) -> Result<Option<Account>, StoreError> {
-        let name = username.as_str();
-        let result = self.run(&self.st.select_account, (name,)).await?;
-        let rows = result.into_rows_result().map_err(unavailable)?;
-        type Cols = (
-            Option<String>,
-            Option<Vec<String>>,
-            Option<i64>,
-            Option<String>,
-        );
-        let Some((credentials, roles, created_at, reservation)) = rows
-            .maybe_first_row::<Cols>()
-            .map_err(|e| corrupt(name, e))?
-        else {
-            return Ok(None);
-        };
-        let credentials = credentials.ok_or_else(|| corrupt(name, "no credentials"))?;
-        let credentials: Credentials =
-            serde_json::from_str(&credentials).map_err(|e| corrupt(name, e))?;
-        Ok(Some(Account {
-            username: username.clone(),
-            credentials,
-            created_at: created_at.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
-            roles: roles.unwrap_or_default(),
-            reservation: reservation.map(ReservationId::from),
-        }))
-    }
-
-    async fn set_credentials(
+    async fn replace_row(
         &self,
-        username: &Username,
-        credentials: Credentials,
-        reservation: Option<ReservationId>,
-    ) -> Result<bool, StoreError> {
-        let credentials = serde_json::to_string(&credentials).map_err(unavailable)?;
-        let name = username.as_str();
-        let result = match reservation {
-            Some(r) => {
-                self.run(
-                    &self.st.update_credentials_reservation,
-                    (credentials, r.as_str(), name),
-                )
-                .await
-            }
-            None => {
-                self.run(&self.st.update_credentials, (credentials, name))
-                    .await
-            }
-        }?;
-        applied(result)
+        expected: Option<&Stamp>,
+        row: AccountRow,
+    ) -> Result<Option<Stamp>, StoreError> {
+        let stamp = Stamp::fresh();
+        let v = row_values(&row, &stamp)?;
+        let result = self
+            .run(
+                &self.st.replace_row,
+                (
+                    v.0,
+                    v.1,
+                    v.2,
+                    v.3,
+                    v.4,
+                    v.5,
+                    v.6,
+                    v.7,
+                    v.8,
+                    row.username.as_str(),
+                    expected.map(Stamp::as_str),
+                ),
+            )
+            .await?;
+        Ok(applied(result)?.then_some(stamp))
     }
 
-    async fn delete(&self, username: &Username) -> Result<bool, StoreError> {
+    async fn delete_user_data(&self, username: &Username) -> Result<(), StoreError> {
         let name = username.as_str();
-        let result = self.run(&self.st.delete_account, (name,)).await?;
-        let existed = applied(result)?;
         self.run(&self.st.delete_roster, (name,)).await?;
-        self.run(&self.st.delete_offline, (name,)).await?;
-        Ok(existed)
+        self.run(&self.st.delete_offline, (name,)).await.map(|_| ())
     }
 
     async fn roster(&self, username: &Username) -> Result<Vec<RosterItem>, StoreError> {
@@ -452,7 +584,7 @@ impl AccountStore for ScyllaStore {
     async fn check(&self) -> Result<(), StoreError> {
         // A read at the configured consistency of a name no account can have
         // (usernames never contain spaces): proves a quorum answers.
-        self.run(&self.st.select_account, (" ready check",))
+        self.run(&self.st.select_row, (" ready check",))
             .await
             .map(|_| ())
     }

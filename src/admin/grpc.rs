@@ -189,6 +189,8 @@ fn token(s: &str) -> Result<Token, Status> {
 
 pub struct AdminService {
     pub invites: Issuer,
+    /// Account removal and quarantine, as the client streams do them.
+    pub registrar: std::sync::Arc<crate::registration::Registrar>,
     /// `None` on a standalone node.
     pub cluster: Option<super::cluster::ClusterAdmin>,
 }
@@ -332,6 +334,45 @@ impl Admin for AdminService {
         Ok(Response::new(origin_to_proto(
             self.invites.origin(&user).await?,
         )))
+    }
+
+    async fn remove_account(
+        &self,
+        request: Request<proto::RemoveAccountRequest>,
+    ) -> Result<Response<proto::RemoveAccountResponse>, Status> {
+        let user = username_arg(&request.into_inner().username)?;
+        self.registrar
+            .remove_account(&user)
+            .await
+            .map_err(lifecycle_status)?;
+        Ok(Response::new(proto::RemoveAccountResponse {}))
+    }
+
+    async fn lift_quarantine(
+        &self,
+        request: Request<proto::LiftQuarantineRequest>,
+    ) -> Result<Response<proto::LiftQuarantineResponse>, Status> {
+        let user = username_arg(&request.into_inner().username)?;
+        let lifted = self
+            .registrar
+            .lift_quarantine(&user)
+            .await
+            .map_err(lifecycle_status)?;
+        Ok(Response::new(proto::LiftQuarantineResponse { lifted }))
+    }
+}
+
+fn username_arg(name: &str) -> Result<Username, Status> {
+    Username::parse(name).map_err(|e| Status::invalid_argument(format!("username '{name}': {e}")))
+}
+
+fn lifecycle_status(e: crate::registration::LifecycleError) -> Status {
+    use crate::registration::LifecycleError::*;
+    match e {
+        NoAccount => Status::not_found("no such account"),
+        Contended => Status::aborted(e.to_string()),
+        Store(e) => Status::unavailable(format!("account storage: {e}")),
+        Ledger(e) => Status::unavailable(format!("invite ledger: {e}")),
     }
 }
 

@@ -26,6 +26,7 @@ impl Actor for C2sConnection {
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(s) = self.session.as_mut() {
             s.set_address(ctx.address().recipient());
+            ctx.notify_later(PreAuthDeadline, s.shared.config.limits.pre_auth_deadline);
         }
     }
 }
@@ -49,6 +50,11 @@ pub struct Incoming(pub Vec<u8>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct IdleTimeout;
+
+/// The time to authenticate is up (the session knows whether it did).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PreAuthDeadline;
 
 /// The node is shutting down.
 #[derive(Message)]
@@ -84,6 +90,16 @@ impl Handler<IdleTimeout> for C2sConnection {
     fn handle(&mut self, _: IdleTimeout, _ctx: &mut Context<Self>) {
         if let Some(s) = self.session.as_mut() {
             s.on_idle_timeout();
+        }
+    }
+}
+
+impl Handler<PreAuthDeadline> for C2sConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: PreAuthDeadline, _ctx: &mut Context<Self>) {
+        if let Some(s) = self.session.as_mut() {
+            s.on_pre_auth_deadline();
         }
     }
 }
@@ -145,7 +161,8 @@ pub async fn serve_connection(
     let (tx, rx) = mpsc::unbounded_channel();
     let idle = Some(shared.config.limits.pre_auth_idle_timeout);
     let tls = shared.tls.clone();
-    let session = Session::new(shared, Outbox::new(tx), peer);
+    let mut session = Session::new(shared, Outbox::new(tx), peer);
+    session.take_pre_auth_slot();
     let actor = C2sConnection {
         session: Some(session),
     }

@@ -5,11 +5,13 @@ mod adhoc;
 mod auth;
 mod availability;
 pub mod connection;
+pub mod guessing;
 mod invite;
 pub mod io;
 mod iq;
 pub mod listener;
 mod message;
+pub mod pre_auth_slots;
 mod presence;
 mod rate;
 mod register;
@@ -38,10 +40,14 @@ pub struct C2sShared {
     pub registrar: Arc<crate::registration::Registrar>,
     /// Seeds the decoy SCRAM salts of unknown users; stable across restarts.
     pub decoy_secret: Vec<u8>,
+    /// Failed passwords and invite tokens, counted across this node's streams.
+    pub guessing: guessing::Guessing,
     /// Open connections, and how many may be (`limits.max_connections`, or
     /// what the open-file limit leaves room for).
     pub connections: Arc<AtomicUsize>,
     pub max_connections: usize,
+    /// Unauthenticated connections per address.
+    pub pre_auth_slots: Arc<pre_auth_slots::PreAuthSlots>,
     /// Bound sessions on this node.
     pub directory: Arc<crate::sessions::SessionDirectory>,
 }

@@ -5,7 +5,7 @@
 use super::session::Session;
 use crate::accounts::{RosterItem, StoreError};
 use crate::clock::now_millis;
-use crate::invites::{Command, InviteKind, Outcome, Purpose, ReservationId, Token};
+use crate::invites::{InviteKind, Token};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
 use crate::xmpp::stanza::{PresenceType, Subscription};
@@ -210,36 +210,16 @@ impl Session {
         if !fits {
             return Ok(false);
         }
-        let reservation = ReservationId::generate();
-        let lease = self.shared.config.ledger.reservation_lease.as_millis() as u64;
-        let reserve = Command::Reserve {
+        // Spent first, paired after: a use whose commit is lost pairs
+        // nobody (see `Registrar::spend_on_presence`).
+        let proven = crate::registration::ProvenInvite {
             token: token.clone(),
-            reservation: reservation.clone(),
-            username: user.clone(),
-            purpose: Purpose::Subscribe,
             validated_at: now,
-            lease_until: now + lease,
-            node: self.shared.config.node_name(),
-            path: crate::invites::RedeemPath::Presence,
         };
-        if !matches!(
-            self.shared.ledger.propose(reserve).await,
-            Ok(Outcome::Reserved(_))
-        ) {
+        if !self.shared.registrar.spend_on_presence(&proven, user).await {
             return Ok(false);
         }
         self.pair_preapproved(user, contact).await?;
-        if let Err(e) = self
-            .shared
-            .ledger
-            .propose(Command::Commit {
-                token: token.clone(),
-                reservation,
-            })
-            .await
-        {
-            tracing::warn!(error = %e, "subscription invite commit failed; the lease janitor will release it");
-        }
         tracing::info!(user = %user, contact = %contact, invite = %token.redacted(), "subscription approved by invite");
         Ok(true)
     }

@@ -5,7 +5,7 @@ use super::invite::{invalid_invite, unavailable};
 use super::iq::iq_result;
 use super::session::Session;
 use crate::invites::RedeemPath;
-use crate::registration::{RegistrationError, Request};
+use crate::registration::{LifecycleError, RegistrationError, Request};
 use crate::xmpp::dataform::{DataForm, Field};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
 use crate::xmpp::jid::Username;
@@ -57,6 +57,14 @@ fn stanza_error(e: &RegistrationError) -> StanzaError {
             .with_text("This invite does not allow registration"),
         UsernameTaken => StanzaError::new(ErrorType::Cancel, Condition::Conflict)
             .with_text("The requested username already exists."),
+        Quarantined => StanzaError::new(ErrorType::Cancel, Condition::Conflict).with_text(
+            "The requested username belonged to a removed account and cannot be registered yet.",
+        ),
+        AdminName => StanzaError::new(ErrorType::Cancel, Condition::Forbidden).with_text(
+            "This username is reserved for an administrator and needs an invite made for it.",
+        ),
+        LeaseLost => StanzaError::new(ErrorType::Wait, Condition::ResourceConstraint)
+            .with_text("The registration took too long; please try again"),
         LedgerUnavailable => unavailable(),
         StoreUnavailable => {
             StanzaError::internal("Account storage is unavailable; please try again later")
@@ -132,9 +140,8 @@ impl Session {
 
     async fn change_or_remove(&mut self, iq: &Element, query: &Element, user: Username) {
         if query.has_child("remove", ns::REGISTER) {
-            return match self.shared.store.delete(&user).await {
-                Ok(_) => {
-                    tracing::info!(user = %user, "account removed");
+            return match self.shared.registrar.remove_account(&user).await {
+                Ok(()) => {
                     self.send(&iq_result(iq));
                     self.account_removed();
                 }
@@ -167,15 +174,12 @@ impl Session {
         };
         match self
             .shared
-            .store
-            .set_credentials(&user, credentials, None)
+            .registrar
+            .change_password(&user, credentials, Some(self.conn_id()))
             .await
         {
-            Ok(true) => {
-                tracing::info!(user = %user, "password changed");
-                self.send(&iq_result(iq));
-            }
-            Ok(false) => self.reply_error(
+            Ok(()) => self.send(&iq_result(iq)),
+            Err(LifecycleError::NoAccount) => self.reply_error(
                 iq,
                 StanzaError::new(ErrorType::Auth, Condition::NotAuthorized)
                     .with_text("Account removed"),

@@ -12,6 +12,7 @@ use actix::Recipient;
 
 use super::auth::SaslState;
 use super::io::{IoCommand, Outbox};
+use super::pre_auth_slots::PreAuthSlot;
 use super::stream_io::StreamIo;
 use super::C2sShared;
 use crate::registration::ProvenInvite;
@@ -40,6 +41,8 @@ pub(super) enum Stage {
 pub(super) struct Unauthenticated {
     pub sasl: SaslState,
     pub auth_failures: u32,
+    /// Invite tokens refused on this stream (XEP-0445 preauth).
+    pub preauth_failures: u32,
     /// The invite this stream proved (XEP-0445 preauth).
     pub invite: Option<ProvenInvite>,
 }
@@ -64,6 +67,9 @@ pub struct Session {
     conn_id: u64,
     /// `limits.stanzas_per_second` for this stream.
     outgoing: super::rate::TokenBucket,
+    /// Its address's place for an unauthenticated connection, until it
+    /// authenticates.
+    pre_auth_slot: Option<PreAuthSlot>,
 }
 
 impl Session {
@@ -79,6 +85,23 @@ impl Session {
             stage: Stage::Plain,
             me: None,
             conn_id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            pre_auth_slot: None,
+        }
+    }
+
+    /// Takes a place among its address's unauthenticated connections, or,
+    /// when they are all taken, ends the stream before reading a byte.
+    pub fn take_pre_auth_slot(&mut self) {
+        match self.shared.pre_auth_slots.take(self.peer.ip()) {
+            Some(slot) => self.pre_auth_slot = Some(slot),
+            None => {
+                tracing::debug!(peer = %self.peer, "refused: too many unauthenticated connections");
+                crate::metrics::rate_limit_hit("pre_auth_connections_per_address");
+                self.stream_error(
+                    StreamError::new(StreamCondition::PolicyViolation)
+                        .with_text("Too many unauthenticated connections from your address"),
+                );
+            }
         }
     }
 
@@ -131,6 +154,12 @@ impl Session {
 
     /// A stanza from elsewhere on the node; only bound streams take them.
     pub fn deliver(&mut self, stanza: Element) {
+        if let Some(text) = crate::sessions::ending(&stanza) {
+            if self.bound().is_some() {
+                self.stream_error(StreamError::new(StreamCondition::NotAuthorized).with_text(text));
+            }
+            return;
+        }
         if self.bound().is_some() && !self.io.is_closed() {
             self.send(&stanza);
             self.io.flush();
@@ -174,6 +203,19 @@ impl Session {
         }
         self.io.finish_restart();
         self.io.flush();
+    }
+
+    /// `limits.pre_auth_deadline` has passed since the connection opened.
+    pub fn on_pre_auth_deadline(&mut self) {
+        if matches!(self.stage, Stage::Plain | Stage::Secured(_)) {
+            let limit = self.shared.config.limits.pre_auth_deadline;
+            self.stream_error(
+                StreamError::new(StreamCondition::PolicyViolation).with_text(format!(
+                    "Not authenticated within {}",
+                    humantime::format_duration(limit)
+                )),
+            );
+        }
     }
 
     pub fn on_idle_timeout(&mut self) {
@@ -343,6 +385,7 @@ impl Session {
     pub(super) fn authenticated(&mut self, user: Username) {
         tracing::debug!(peer = %self.peer, user = %user, "authenticated");
         self.stage = Stage::Authenticated(user);
+        self.pre_auth_slot = None;
         self.io.require_restart();
         self.io.command(IoCommand::SetIdleTimeout(None));
     }
@@ -365,6 +408,18 @@ fn read_error(e: &ReadError) -> StreamError {
             .with_app(Element::new("stanza-too-big", ns::XMPP_ERRORS)),
         ReadError::TooDeep(_) => {
             StreamError::new(StreamCondition::PolicyViolation).with_text("XML is nested too deeply")
+        }
+        ReadError::TooManyAttributes(_) => StreamError::new(StreamCondition::PolicyViolation)
+            .with_text("too many attributes on one element"),
+        ReadError::TooManyNamespaceDeclarations(_) => {
+            StreamError::new(StreamCondition::PolicyViolation)
+                .with_text("too many namespace declarations on one element")
+        }
+        ReadError::NameTooLong(_) => {
+            StreamError::new(StreamCondition::PolicyViolation).with_text("XML name too long")
+        }
+        ReadError::NamespaceTooLong(_) => {
+            StreamError::new(StreamCondition::PolicyViolation).with_text("namespace name too long")
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::io::{IoCommand, Outbox};
+use super::pre_auth_slots::PreAuthSlots;
 use super::session::Session;
 use super::C2sShared;
 use crate::accounts::embedded::EmbeddedStore;
@@ -133,6 +134,7 @@ impl Driver {
             created_at: 0,
             roles: vec![],
             reservation: None,
+            generation: None,
         };
         self.shared().store.create(account).await.unwrap();
     }
@@ -159,7 +161,7 @@ async fn shared(config: Config) -> Arc<C2sShared> {
         ..LedgerOptions::default()
     };
     let ledger = LedgerHandle::open_single(&dir, options).await.unwrap();
-    let cpu = CpuPool::new(2, 8);
+    let cpu = CpuPool::new(2, 8, 8);
     let directory = Arc::new(SessionDirectory::new(config.domain.clone()));
     let registrar = Arc::new(Registrar {
         config: config.clone(),
@@ -169,8 +171,10 @@ async fn shared(config: Config) -> Arc<C2sShared> {
         limiter: RegistrationLimiter::new(0),
         directory: directory.clone(),
     });
+    let pre_auth_slots = PreAuthSlots::new(config.limits.pre_auth_connections_per_address);
     Arc::new(C2sShared {
         tls: super::tls::acceptor(&config).unwrap(),
+        guessing: super::guessing::Guessing::new(&config.limits),
         config,
         store,
         ledger,
@@ -179,6 +183,7 @@ async fn shared(config: Config) -> Arc<C2sShared> {
         decoy_secret: vec![7; 32],
         connections: Arc::new(AtomicUsize::new(0)),
         max_connections: 100,
+        pre_auth_slots,
         directory,
     })
 }
@@ -678,4 +683,63 @@ async fn a_stream_over_its_stanza_rate_gets_wait_errors() {
         .iter()
         .flatten()
         .all(|c| *c == ("wait".to_owned(), "resource-constraint".to_owned())));
+}
+
+#[actix_rt::test]
+async fn the_pre_auth_deadline_ends_only_unauthenticated_streams() {
+    let mut d = Driver::new(|_| {}).await;
+    d.secured().await;
+    d.session.on_pre_auth_deadline();
+    let out = d.drain();
+    assert_eq!(out.stream_error().as_deref(), Some("policy-violation"));
+    assert!(out.closed);
+
+    let mut d = Driver::new(|_| {}).await;
+    d.add_account("alice", "correct horse").await;
+    d.secured().await;
+    d.send(HEADER).await;
+    assert!(d
+        .plain("alice", "correct horse")
+        .await
+        .only()
+        .is("success", ns::SASL));
+    d.session.on_pre_auth_deadline();
+    let out = d.drain();
+    assert!(out.events.is_empty() && !out.closed, "{out:?}");
+}
+
+#[actix_rt::test]
+async fn an_address_past_its_unauthenticated_share_is_refused_until_one_logs_in() {
+    let mut first = Driver::new(|c| c.limits.pre_auth_connections_per_address = 1).await;
+    first.add_account("alice", "correct horse").await;
+    first.session.take_pre_auth_slot();
+    assert!(first.drain().events.is_empty(), "the first one is served");
+
+    // Same node, same address: a second session on the same shared state.
+    let (tx, mut outbox) = mpsc::unbounded_channel();
+    let peer: SocketAddr = "192.0.2.7:40001".parse().unwrap();
+    let mut second = Session::new(first.shared().clone(), Outbox::new(tx), peer);
+    second.take_pre_auth_slot();
+    let mut bytes = Vec::new();
+    let mut closed = false;
+    while let Ok(cmd) = outbox.try_recv() {
+        match cmd {
+            IoCommand::Send(b) => bytes.extend(b),
+            IoCommand::Close => closed = true,
+            _ => {}
+        }
+    }
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("<policy-violation"), "{text}");
+    assert!(closed);
+
+    // Logging in gives the place back.
+    first.secured().await;
+    first.send(HEADER).await;
+    assert!(first
+        .plain("alice", "correct horse")
+        .await
+        .only()
+        .is("success", ns::SASL));
+    assert_eq!(first.shared().pre_auth_slots.held_by(peer.ip()), 0);
 }

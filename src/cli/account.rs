@@ -4,17 +4,52 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{connect, status_error, time, Connection};
-use usher::admin::proto::GetAccountOriginRequest;
+use usher::admin::proto::{GetAccountOriginRequest, LiftQuarantineRequest, RemoveAccountRequest};
 
 #[derive(Subcommand)]
 pub enum Action {
     /// Who invited the account, its invite tree, and what it may mint now.
     Origin { username: String },
+    /// Removes the account: its sessions end, it leaves its contacts' rosters,
+    /// its invites are revoked and the name is quarantined.
+    Remove { username: String },
+    /// Lets a removed account's name be registered again now.
+    Unquarantine { username: String },
 }
 
 pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
     let mut client = connect(&conn).await?;
     match action {
+        Action::Remove { username } => {
+            client
+                .remove_account(RemoveAccountRequest {
+                    username: username.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            if conn.json {
+                println!("{}", json!({ "username": username, "removed": true }));
+            } else {
+                println!("removed {username}");
+            }
+        }
+        Action::Unquarantine { username } => {
+            let lifted = client
+                .lift_quarantine(LiftQuarantineRequest {
+                    username: username.clone(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .lifted;
+            if conn.json {
+                println!("{}", json!({ "username": username, "lifted": lifted }));
+            } else if lifted {
+                println!("{username} may be registered again");
+            } else {
+                println!("{username} was not quarantined");
+            }
+        }
         Action::Origin { username } => {
             let o = client
                 .get_account_origin(GetAccountOriginRequest { username })

@@ -16,6 +16,12 @@ pub struct Limits {
     /// How long a stream may stay silent before it authenticates.
     #[serde(with = "humantime_serde")]
     pub pre_auth_idle_timeout: Duration,
+    /// How long a stream may take to authenticate or register, however busy
+    /// it is: trickled bytes do not keep an unauthenticated stream alive.
+    #[serde(with = "humantime_serde")]
+    pub pre_auth_deadline: Duration,
+    /// Unauthenticated connections one address (an IPv6 /64) may hold at once.
+    pub pre_auth_connections_per_address: usize,
     /// Client connections at once; unset: what the open-file limit leaves
     /// room for (checked at start either way).
     pub max_connections: Option<usize>,
@@ -32,6 +38,37 @@ pub struct Limits {
     /// Stanzas a bound client may send per second, in bursts of up to one
     /// second's worth; beyond it they get `wait`/`resource-constraint`.
     pub stanzas_per_second: u32,
+    /// Time a client gets to send a request's headers (and between requests on
+    /// a kept-alive connection) on the HTTP listener.
+    #[serde(with = "humantime_serde")]
+    pub http_header_timeout: Duration,
+    /// Time an HTTP request may take from its headers to the response,
+    /// reading its body included.
+    #[serde(with = "humantime_serde")]
+    pub http_request_timeout: Duration,
+    /// Failed SASL attempts from one address (IPv4, or IPv6 /64) within
+    /// `auth_failure_window` before further attempts from it are refused at
+    /// once with `temporary-auth-failure`; 0 turns the limit off.
+    pub auth_failures_per_address: u32,
+    /// Failed SASL attempts on one username (existing or not) within
+    /// `auth_failure_window` after which each further failure is answered
+    /// late (a growing delay): slows guessing without locking the owner out.
+    pub auth_failures_per_account: u32,
+    /// The window both SASL failure counts (and the preauth one) run over.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
+    /// PLAIN logins hashing or waiting to hash at once, node-wide; beyond it
+    /// PLAIN gets `temporary-auth-failure`.
+    pub login_queue: usize,
+    /// Invalid invite tokens on one stream before it is closed.
+    pub max_preauth_failures: u32,
+    /// Invalid invite tokens from one address within `auth_failure_window`
+    /// before its invite checks are refused without a lookup; 0: off.
+    pub preauth_failures_per_address: u32,
+    /// How long an invite validated on a stream stays good for registering
+    /// there; older, the registration is refused as for an expired invite.
+    #[serde(with = "humantime_serde")]
+    pub validated_invite_max_age: Duration,
 }
 
 impl Default for Limits {
@@ -40,12 +77,23 @@ impl Default for Limits {
             max_stanza_size: 256 * 1024,
             max_depth: 32,
             pre_auth_idle_timeout: Duration::from_secs(60),
+            pre_auth_deadline: Duration::from_secs(120),
+            pre_auth_connections_per_address: 32,
             max_connections: None,
             registrations_per_ip_per_minute: 10,
             max_auth_failures: 5,
             registration_queue: 64,
             offline_messages_per_user: 100,
             stanzas_per_second: 200,
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(30),
+            auth_failures_per_address: 20,
+            auth_failures_per_account: 10,
+            auth_failure_window: Duration::from_secs(600),
+            login_queue: 64,
+            max_preauth_failures: 5,
+            preauth_failures_per_address: 20,
+            validated_invite_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -77,6 +125,30 @@ impl Limits {
             secs(1),
             secs(3600),
         )?;
+        duration(
+            "limits.pre_auth_deadline",
+            self.pre_auth_deadline,
+            secs(5),
+            secs(3600),
+        )?;
+        count(
+            "limits.pre_auth_connections_per_address",
+            self.pre_auth_connections_per_address,
+            1,
+            1_000_000,
+        )?;
+        duration(
+            "limits.http_header_timeout",
+            self.http_header_timeout,
+            secs(1),
+            secs(300),
+        )?;
+        duration(
+            "limits.http_request_timeout",
+            self.http_request_timeout,
+            secs(1),
+            secs(600),
+        )?;
         if let Some(n) = self.max_connections {
             count("limits.max_connections", n, 1, 10_000_000)?;
         }
@@ -104,6 +176,47 @@ impl Limits {
             self.stanzas_per_second,
             1,
             1_000_000,
+        )?;
+        self.check_guessing()
+    }
+
+    fn check_guessing(&self) -> Result<(), ConfigError> {
+        count(
+            "limits.auth_failures_per_address",
+            self.auth_failures_per_address,
+            0,
+            1_000_000,
+        )?;
+        count(
+            "limits.auth_failures_per_account",
+            self.auth_failures_per_account,
+            0,
+            1_000_000,
+        )?;
+        duration(
+            "limits.auth_failure_window",
+            self.auth_failure_window,
+            secs(1),
+            secs(24 * 3600),
+        )?;
+        count("limits.login_queue", self.login_queue, 1, 100_000)?;
+        count(
+            "limits.max_preauth_failures",
+            self.max_preauth_failures,
+            1,
+            100,
+        )?;
+        count(
+            "limits.preauth_failures_per_address",
+            self.preauth_failures_per_address,
+            0,
+            1_000_000,
+        )?;
+        duration(
+            "limits.validated_invite_max_age",
+            self.validated_invite_max_age,
+            secs(1),
+            secs(24 * 3600),
         )
     }
 }

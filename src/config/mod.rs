@@ -19,7 +19,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::xmpp::jid::Domain;
+use crate::xmpp::jid::{Domain, Username};
 use crate::xmpp::sasl::HashAlg;
 use bounds::{count, duration, invalid, secs, DAY};
 
@@ -92,6 +92,10 @@ pub struct Config {
     /// How long the audit trail keeps invite events.
     #[serde(with = "humantime_serde")]
     pub audit_retention: Duration,
+    /// How long a removed account's name cannot be registered again (an
+    /// admin can lift it earlier: `usher account unquarantine`).
+    #[serde(with = "humantime_serde")]
+    pub account_quarantine: Duration,
     pub tls: TlsConfig,
     pub limits: Limits,
     pub ledger: LedgerConfig,
@@ -190,6 +194,7 @@ impl Default for Config {
             role_invite_quotas: Default::default(),
             invite_tree: InviteTreeConfig::default(),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            account_quarantine: Duration::from_secs(30 * 24 * 3600),
             tls: TlsConfig::default(),
             limits: Limits::default(),
             ledger: LedgerConfig::default(),
@@ -239,6 +244,15 @@ mod hash_names {
 }
 
 impl Config {
+    /// Whether `admins` lists `user` on this server's domain. Such a name
+    /// can only be registered with an operator's invite bound to it (the
+    /// ledger checks), so nobody takes an administrator's rights by
+    /// registering the name first or after it was removed.
+    pub fn is_admin_name(&self, user: &Username) -> bool {
+        let bare = format!("{user}@{}", self.domain);
+        self.admins.iter().any(|a| a.eq_ignore_ascii_case(&bare))
+    }
+
     /// `node_name` (the host name when unset, filled in by `load`).
     pub fn node_name(&self) -> String {
         self.node_name.clone().unwrap_or_else(|| "usher".into())
@@ -364,6 +378,12 @@ impl Config {
             MAX_INVITE_LIFETIME,
         )?;
         duration("audit_retention", self.audit_retention, DAY, 3650 * DAY)?;
+        duration(
+            "account_quarantine",
+            self.account_quarantine,
+            Duration::ZERO,
+            3650 * DAY,
+        )?;
         count(
             "invite_tree.max_invites",
             self.invite_tree.max_invites,
@@ -517,11 +537,27 @@ mod tests {
                 "limits.pre_auth_idle_timeout",
             ),
             (
+                "USHER_LIMITS__PRE_AUTH_DEADLINE",
+                "1s",
+                "limits.pre_auth_deadline",
+            ),
+            (
+                "USHER_LIMITS__PRE_AUTH_CONNECTIONS_PER_ADDRESS",
+                "0",
+                "limits.pre_auth_connections_per_address",
+            ),
+            (
+                "USHER_LIMITS__HTTP_HEADER_TIMEOUT",
+                "1h",
+                "limits.http_header_timeout",
+            ),
+            (
                 "USHER_LEDGER__JANITOR_INTERVAL",
                 "0s",
                 "ledger.janitor_interval",
             ),
             ("USHER_AUDIT_RETENTION", "100years", "audit_retention"),
+            ("USHER_ACCOUNT_QUARANTINE", "100years", "account_quarantine"),
             (
                 "USHER_SCYLLA__REQUEST_TIMEOUT",
                 "1ms",
@@ -532,6 +568,38 @@ mod tests {
             assert!(e.contains(key), "{var}={value}: {e}");
         }
         assert!(load(None, &[("USHER_INVITE_EXPIRY", "365days")]).is_ok());
+    }
+
+    #[test]
+    fn the_guessing_limits_are_bounded() {
+        for (var, value) in [
+            ("USHER_LIMITS__AUTH_FAILURES_PER_ADDRESS", "2000000"),
+            ("USHER_LIMITS__AUTH_FAILURES_PER_ACCOUNT", "2000000"),
+            ("USHER_LIMITS__AUTH_FAILURE_WINDOW", "0s"),
+            ("USHER_LIMITS__AUTH_FAILURE_WINDOW", "2days"),
+            ("USHER_LIMITS__LOGIN_QUEUE", "0"),
+            ("USHER_LIMITS__MAX_PREAUTH_FAILURES", "0"),
+            ("USHER_LIMITS__MAX_PREAUTH_FAILURES", "101"),
+            ("USHER_LIMITS__PREAUTH_FAILURES_PER_ADDRESS", "2000000"),
+            ("USHER_LIMITS__VALIDATED_INVITE_MAX_AGE", "0s"),
+            ("USHER_LIMITS__VALIDATED_INVITE_MAX_AGE", "2days"),
+        ] {
+            let e = error(&[(var, value)]);
+            let key = var
+                .trim_start_matches("USHER_LIMITS__")
+                .to_ascii_lowercase();
+            assert!(e.contains(&format!("limits.{key}")), "{var}={value}: {e}");
+        }
+        let c = load(
+            None,
+            &[
+                ("USHER_LIMITS__AUTH_FAILURES_PER_ADDRESS", "0"),
+                ("USHER_LIMITS__VALIDATED_INVITE_MAX_AGE", "30s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.limits.auth_failures_per_address, 0);
+        assert_eq!(c.limits.validated_invite_max_age, Duration::from_secs(30));
     }
 
     #[test]

@@ -103,15 +103,37 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    pub fn record(&mut self, at: Millis, token: &Token, inviter: Option<&str>, what: EventKind) {
+    /// Appends an event; returns its sequence number.
+    pub fn record(
+        &mut self,
+        at: Millis,
+        token: &Token,
+        inviter: Option<&str>,
+        what: EventKind,
+    ) -> u64 {
+        let seq = self.next_seq;
         self.events.push_back(InviteEvent {
-            seq: self.next_seq,
+            seq,
             at,
             token: token.clone(),
             inviter: inviter.map(str::to_owned),
             what,
         });
         self.next_seq += 1;
+        seq
+    }
+
+    /// Takes back the event `seq` (a failed attempt the trail will not keep);
+    /// false if it is gone already. Recent events sit at the back, where
+    /// removal is cheap.
+    pub fn remove(&mut self, seq: u64) -> bool {
+        let at = self.events.partition_point(|e| e.seq < seq);
+        if self.events.get(at).is_some_and(|e| e.seq == seq) {
+            self.events.remove(at);
+            true
+        } else {
+            false
+        }
     }
 
     /// Forgets events recorded before `before`; returns how many.
@@ -196,7 +218,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(log.query(&window, 0, 10)[0].seq, 1);
-        assert_eq!(log.prune(25), 2);
+        assert!(log.remove(1));
+        assert!(!log.remove(1));
+        assert_eq!(log.query(&EventFilter::default(), 0, 10).len(), 2);
+        assert_eq!(log.prune(25), 1);
         assert_eq!(log.len(), 1);
         // Sequence numbers are never reused after pruning.
         log.record(40, &token(3), None, EventKind::Revoked);

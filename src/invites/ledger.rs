@@ -3,9 +3,17 @@
 //! clock, so every replica that applies the same log ends in the same state.
 //!
 //! Redemption is a two-step saga: `Reserve` takes a use while the account is
-//! being written, then `Commit` spends it or `Release` gives it back. A
-//! reservation succeeds only while committed plus pending uses stay below the
-//! invite's maximum, so no interleaving spends an invite more often than it allows.
+//! being written (its lease counted from when the entry is applied, and
+//! `Extend`ed while the write runs), then `Commit` spends it or `Release` gives
+//! it back. A reservation succeeds only while committed plus pending uses stay
+//! below the invite's maximum, so no interleaving spends an invite more often
+//! than it allows. Whether a use whose lease ran out is committed or released
+//! is for the saga's janitor to decide (`registration`): this ledger knows
+//! nothing of accounts.
+//!
+//! Its size is bounded by the live invites, the reservations in flight and
+//! the retained audit: a released reservation is dropped at once, and only the
+//! first `AUDITED_RELEASES` of an invite stay in the trail.
 //!
 //! Users who mint invites are held to limits decided here too (live invites per
 //! user, invites per tree, young deep chains), so they hold cluster-wide and
@@ -24,6 +32,11 @@ use super::token::Token;
 use super::tree::{MintLimits, Origin, Trees};
 use crate::xmpp::jid::Username;
 
+/// Released reservations of one invite the audit trail tells of; later ones
+/// are only counted (`Invite::released`), so failed attempts (a taken
+/// username, say) leave the ledger's size where it was.
+pub const AUDITED_RELEASES: u32 = 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// An operator's invite (admin API, admin user): no minting limits.
@@ -41,12 +54,21 @@ pub enum Command {
         purpose: Purpose,
         /// When the stream validated the invite (XEP-0445: expiry is checked then).
         validated_at: Millis,
-        lease_until: Millis,
+        /// How long the use is held, from when this entry is applied.
+        #[serde(default)]
+        lease: Millis,
+        /// Entries of older versions held the use until this absolute time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease_until: Option<Millis>,
         /// The node redeeming, and how (for the audit trail).
         #[serde(default)]
         node: String,
         #[serde(default)]
         path: RedeemPath,
+        /// The username is an administrator's (`admins`): only an operator's
+        /// invite bound to it may register it.
+        #[serde(default)]
+        operator_bound: bool,
     },
     /// `token` is the reserved invite: it routes the command to its shard.
     Commit {
@@ -57,8 +79,21 @@ pub enum Command {
         token: Token,
         reservation: ReservationId,
     },
+    /// Holds a pending use `lease` longer, from when this entry is applied;
+    /// refused once the reservation is resolved.
+    Extend {
+        token: Token,
+        reservation: ReservationId,
+        lease: Millis,
+    },
     Revoke {
         token: Token,
+    },
+    /// Revokes, on every shard, the invites a deleted account leaves behind:
+    /// resets of it and invites bound to its name, and contact invites it
+    /// minted or that name it as the inviter.
+    RevokeUser {
+        username: Username,
     },
     /// Forgets invites that expired before `before` and have nothing pending,
     /// and audit events older than `events_before`.
@@ -71,15 +106,16 @@ pub enum Command {
 
 impl Command {
     /// The invite a command is about, which decides its shard; `None` for a
-    /// sweep, which every shard runs.
+    /// sweep or a user's revocation, which every shard runs.
     pub fn token(&self) -> Option<&Token> {
         match self {
             Command::Create(spec) | Command::Mint { spec, .. } => Some(&spec.token),
             Command::Reserve { token, .. }
             | Command::Commit { token, .. }
             | Command::Release { token, .. }
+            | Command::Extend { token, .. }
             | Command::Revoke { token } => Some(token),
-            Command::Sweep { .. } => None,
+            Command::Sweep { .. } | Command::RevokeUser { .. } => None,
         }
     }
 }
@@ -110,18 +146,36 @@ pub enum Rejection {
     TreeFull,
     #[error("the user's invite chain is too deep and too recent to invite more")]
     ChainTooFast,
+    #[error("the username is reserved for an administrator: only an operator's invite bound to it can register it")]
+    OperatorInviteRequired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Created,
-    /// The use is held; the spec tells the saga what the invite grants.
-    Reserved(InviteSpec),
+    /// The use is held.
+    Reserved(Box<Held>),
     Committed,
     Released,
+    /// The hold now lasts until then (the ledger's clock).
+    Extended {
+        lease_until: Millis,
+    },
     Revoked,
+    /// Invites revoked by a `RevokeUser`.
+    RevokedAll(u32),
     Swept(u32),
     Rejected(Rejection),
+}
+
+/// A use held for a saga: what the invite grants, and the hold's times on
+/// the ledger's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub spec: InviteSpec,
+    /// The stamp of the entry that reserved it.
+    pub reserved_at: Millis,
+    pub lease_until: Millis,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,21 +208,27 @@ impl Ledger {
                 username,
                 purpose,
                 validated_at,
+                lease,
                 lease_until,
                 node,
                 path,
+                operator_bound,
             } => self.reserve(
                 token,
                 reservation,
                 Reservation {
                     username,
                     purpose,
-                    lease_until,
+                    lease_until: lease_until.unwrap_or(at.saturating_add(lease)),
                     state: ReservationState::Pending,
                     node,
                     path,
+                    reserved_at: at,
+                    resolved_at: 0,
+                    event: None,
                 },
                 validated_at,
+                operator_bound,
                 at,
             ),
             Command::Commit { reservation, .. } => {
@@ -177,7 +237,11 @@ impl Ledger {
             Command::Release { reservation, .. } => {
                 self.resolve(&reservation, ReservationState::Released, at)
             }
+            Command::Extend {
+                reservation, lease, ..
+            } => self.extend(&reservation, lease, at),
             Command::Revoke { token } => self.revoke(&token, at),
+            Command::RevokeUser { username } => Ok(self.revoke_user(&username, at)),
             Command::Sweep {
                 before,
                 events_before,
@@ -313,8 +377,9 @@ impl Ledger {
         &mut self,
         token: Token,
         id: ReservationId,
-        reservation: Reservation,
+        mut reservation: Reservation,
         validated_at: Millis,
+        operator_bound: bool,
         at: Millis,
     ) -> Result<Outcome, Rejection> {
         let invite = self
@@ -325,9 +390,18 @@ impl Ledger {
             // A retried proposal: same answer as the first time.
             let held = invite.reservations.get(&id);
             return match held {
-                Some(r) if *existing == token && r.username == reservation.username => {
-                    Ok(Outcome::Reserved(invite.spec.clone()))
+                Some(r)
+                    if *existing == token
+                        && r.username == reservation.username
+                        && r.state == ReservationState::Pending =>
+                {
+                    Ok(Outcome::Reserved(Box::new(Held {
+                        spec: invite.spec.clone(),
+                        reserved_at: r.reserved_at,
+                        lease_until: r.lease_until,
+                    })))
                 }
+                Some(r) if r.state != ReservationState::Pending => Err(Rejection::AlreadyResolved),
                 _ => Err(Rejection::UnknownReservation),
             };
         }
@@ -338,6 +412,14 @@ impl Ledger {
             return Err(Rejection::Expired);
         }
         check_use(&invite.spec, &reservation.username, reservation.purpose)?;
+        if operator_bound && reservation.purpose == Purpose::Register {
+            let bound_here = invite.minted_by.is_none()
+                && matches!(invite.spec.kind, InviteKind::Account | InviteKind::Reset)
+                && invite.spec.username.as_ref() == Some(&reservation.username);
+            if !bound_here {
+                return Err(Rejection::OperatorInviteRequired);
+            }
+        }
         if !invite.has_room() {
             return Err(Rejection::UsedUp);
         }
@@ -348,10 +430,15 @@ impl Ledger {
             path: reservation.path,
         };
         let inviter = inviter_of(&invite.spec, invite.minted_by.as_deref()).map(str::to_owned);
-        self.audit.record(at, &token, inviter.as_deref(), event);
+        reservation.event = Some(self.audit.record(at, &token, inviter.as_deref(), event));
+        let held = Held {
+            spec: invite.spec.clone(),
+            reserved_at: reservation.reserved_at,
+            lease_until: reservation.lease_until,
+        };
         invite.reservations.insert(id.clone(), reservation);
         self.reservations.insert(id, token);
-        Ok(Outcome::Reserved(invite.spec.clone()))
+        Ok(Outcome::Reserved(Box::new(held)))
     }
 
     fn resolve(
@@ -360,10 +447,16 @@ impl Ledger {
         to: ReservationState,
         at: Millis,
     ) -> Result<Outcome, Rejection> {
-        let token = self
-            .reservations
-            .get(id)
-            .ok_or(Rejection::UnknownReservation)?;
+        let releasing = to == ReservationState::Released;
+        let Some(token) = self.reservations.get(id) else {
+            // Nothing holds a use under this id (a release already dropped
+            // it, or it never was): giving it back again changes nothing.
+            return if releasing {
+                Ok(Outcome::Released)
+            } else {
+                Err(Rejection::UnknownReservation)
+            };
+        };
         let invite = self
             .invites
             .get_mut(token)
@@ -378,47 +471,81 @@ impl Ledger {
         };
         match reservation.state {
             ReservationState::Pending => {
-                reservation.state = to;
                 let account = reservation.username.clone();
-                let event = if to == ReservationState::Committed {
-                    invite.uses += 1;
-                    if reservation.purpose == Purpose::Register
-                        && invite.spec.kind != InviteKind::Reset
-                    {
-                        let tree = invite
-                            .tree
-                            .clone()
-                            .unwrap_or_else(|| invite.spec.token.clone());
-                        self.trees.record_registration(
-                            &account,
-                            &invite.spec.token,
-                            invite.minted_by.as_ref(),
-                            tree,
-                            at,
-                        );
-                    }
-                    EventKind::Redeemed {
-                        reservation: id.clone(),
-                        account: account.to_string(),
-                        node: reservation.node.clone(),
-                        path: reservation.path,
-                    }
-                } else {
-                    EventKind::Released {
-                        reservation: id.clone(),
-                        account: account.to_string(),
-                    }
-                };
                 let inviter =
                     inviter_of(&invite.spec, invite.minted_by.as_deref()).map(str::to_owned);
-                self.audit
-                    .record(at, &invite.spec.token, inviter.as_deref(), event);
+                let token = invite.spec.token.clone();
+                if releasing {
+                    let event = reservation.event;
+                    invite.reservations.remove(id);
+                    self.reservations.remove(id);
+                    invite.released += 1;
+                    if invite.audited_releases < AUDITED_RELEASES {
+                        invite.audited_releases += 1;
+                        let event = EventKind::Released {
+                            reservation: id.clone(),
+                            account: account.to_string(),
+                        };
+                        self.audit.record(at, &token, inviter.as_deref(), event);
+                    } else if let Some(seq) = event {
+                        // Past the invite's quota of told attempts: the
+                        // attempt leaves only the count behind.
+                        self.audit.remove(seq);
+                    }
+                    return Ok(done);
+                }
+                reservation.state = to;
+                reservation.resolved_at = at;
+                invite.uses += 1;
+                if reservation.purpose == Purpose::Register && invite.spec.kind != InviteKind::Reset
+                {
+                    let tree = invite.tree.clone().unwrap_or_else(|| token.clone());
+                    self.trees.record_registration(
+                        &account,
+                        &token,
+                        invite.minted_by.as_ref(),
+                        tree,
+                        at,
+                    );
+                }
+                let event = EventKind::Redeemed {
+                    reservation: id.clone(),
+                    account: account.to_string(),
+                    node: reservation.node.clone(),
+                    path: reservation.path,
+                };
+                self.audit.record(at, &token, inviter.as_deref(), event);
                 Ok(done)
             }
             // Idempotent: resolving again the same way changes nothing.
             s if s == to => Ok(done),
             _ => Err(Rejection::AlreadyResolved),
         }
+    }
+
+    fn extend(
+        &mut self,
+        id: &ReservationId,
+        lease: Millis,
+        at: Millis,
+    ) -> Result<Outcome, Rejection> {
+        let token = self
+            .reservations
+            .get(id)
+            .ok_or(Rejection::UnknownReservation)?;
+        let reservation = self
+            .invites
+            .get_mut(token)
+            .and_then(|i| i.reservations.get_mut(id))
+            .ok_or(Rejection::UnknownReservation)?;
+        if reservation.state != ReservationState::Pending {
+            return Err(Rejection::AlreadyResolved);
+        }
+        // Never shortened: a retried extension arriving late changes nothing.
+        reservation.lease_until = reservation.lease_until.max(at.saturating_add(lease));
+        Ok(Outcome::Extended {
+            lease_until: reservation.lease_until,
+        })
     }
 
     fn revoke(&mut self, token: &Token, at: Millis) -> Result<Outcome, Rejection> {
@@ -432,8 +559,59 @@ impl Ledger {
         Ok(Outcome::Revoked)
     }
 
+    fn revoke_user(&mut self, user: &Username, at: Millis) -> Outcome {
+        let mut revoked = 0u32;
+        for invite in self.invites.values_mut() {
+            let spec = &invite.spec;
+            let bound = matches!(spec.kind, InviteKind::Account | InviteKind::Reset)
+                && spec.username.as_ref() == Some(user);
+            let theirs =
+                invite.minted_by.as_ref() == Some(user) || spec.inviter.as_ref() == Some(user);
+            if invite.revoked || !(bound || theirs) {
+                continue;
+            }
+            invite.revoked = true;
+            revoked = revoked.saturating_add(1);
+            let inviter = inviter_of(&invite.spec, invite.minted_by.as_deref()).map(str::to_owned);
+            self.audit.record(
+                at,
+                &invite.spec.token,
+                inviter.as_deref(),
+                EventKind::Revoked,
+            );
+        }
+        Outcome::RevokedAll(revoked)
+    }
+
     fn sweep(&mut self, before: Millis, events_before: Millis) -> Outcome {
         self.audit.prune(events_before);
+        // Committed reservations are kept for the retention (a retried
+        // commit, the invite's story), released ones of older versions went
+        // at once now; either way `uses` keeps the count.
+        for invite in self.invites.values_mut() {
+            let created = invite.spec.created_at;
+            let gone: Vec<ReservationId> = invite
+                .reservations
+                .iter()
+                .filter(|(_, r)| match r.state {
+                    ReservationState::Pending => false,
+                    ReservationState::Released => true,
+                    ReservationState::Committed => {
+                        let resolved = if r.resolved_at == 0 {
+                            created
+                        } else {
+                            r.resolved_at
+                        };
+                        resolved < events_before
+                    }
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                invite.reservations.remove(&id);
+                self.reservations.remove(&id);
+            }
+        }
         let gone: Vec<Token> = self
             .invites
             .values()
@@ -516,6 +694,7 @@ mod tests {
             created_at: 0,
             expires_at,
             created_by: None,
+            generation: None,
         }
     }
 
@@ -545,9 +724,11 @@ mod tests {
             username: self::user(user),
             purpose: Purpose::Register,
             validated_at: at,
-            lease_until: at + 100,
+            lease: 100,
+            lease_until: None,
             node: "n1".into(),
             path: RedeemPath::Ibr,
+            operator_bound: false,
         }
     }
 
@@ -570,13 +751,15 @@ mod tests {
             l.run(reserve(&t, "r2", "b", 10)),
             Outcome::Rejected(Rejection::UsedUp)
         );
-        // Released (username taken, say): the use is free again.
+        // Released (username taken, say): the use is free again, and the
+        // reservation is gone: a late commit is refused.
         assert_eq!(l.run(release("r1")), Outcome::Released);
         assert_eq!(l.run(release("r1")), Outcome::Released);
         assert_eq!(
             l.run(commit("r1")),
-            Outcome::Rejected(Rejection::AlreadyResolved)
+            Outcome::Rejected(Rejection::UnknownReservation)
         );
+        assert!(l.get(&t).unwrap().reservations.is_empty());
         assert!(matches!(
             l.run(reserve(&t, "r2", "b", 10)),
             Outcome::Reserved(_)
@@ -636,9 +819,11 @@ mod tests {
             username: self::user(user),
             purpose: Purpose::Subscribe,
             validated_at: 1,
-            lease_until: 10,
+            lease: 10,
+            lease_until: None,
             node: "n1".into(),
             path: RedeemPath::Presence,
+            operator_bound: false,
         };
         // The inviter cannot use their own contact invite.
         assert_eq!(
@@ -654,8 +839,9 @@ mod tests {
         let s = spec(5, InviteKind::Group, Some(3), 1000);
         let t = s.token.clone();
         l.run(Command::Create(s));
-        l.run(reserve(&t, "a", "a", 1)); // lease until 101
-        l.run(reserve(&t, "b", "b", 500)); // lease until 600
+        // Leases count from when the entry is applied.
+        l.apply(reserve(&t, "a", "a", 1), 1); // lease until 101
+        l.apply(reserve(&t, "b", "b", 0), 500); // lease until 600
         let expired: Vec<_> = l
             .expired_leases(200)
             .into_iter()
@@ -670,8 +856,27 @@ mod tests {
             }),
             Outcome::Swept(0)
         );
+        // An extension holds the use longer; a resolved one cannot be extended.
+        let extend = |id: &str| Command::Extend {
+            token: any_token(),
+            reservation: id.into(),
+            lease: 1000,
+        };
+        assert_eq!(
+            l.apply(extend("a"), 150),
+            Outcome::Extended { lease_until: 1150 }
+        );
+        assert!(l.expired_leases(200).is_empty());
         l.run(commit("a"));
         l.run(release("b"));
+        assert_eq!(
+            l.run(extend("a")),
+            Outcome::Rejected(Rejection::AlreadyResolved)
+        );
+        assert_eq!(
+            l.run(extend("b")),
+            Outcome::Rejected(Rejection::UnknownReservation)
+        );
         assert_eq!(
             l.run(Command::Sweep {
                 before: 500,
@@ -691,6 +896,162 @@ mod tests {
             l.run(commit("a")),
             Outcome::Rejected(Rejection::UnknownReservation)
         );
+    }
+
+    /// The ledger's whole replicated state, as a snapshot stores it.
+    fn snapshot_bytes(l: &Ledger) -> usize {
+        serde_json::to_vec(l).unwrap().len()
+    }
+
+    #[test]
+    fn failed_attempts_leave_the_ledger_size_flat() {
+        let mut l = Ledger::default();
+        let s = spec(9, InviteKind::Group, Some(3), 1_000_000);
+        let t = s.token.clone();
+        l.run(Command::Create(s));
+        let attempt = |l: &mut Ledger, n: u32| {
+            let id = format!("attempt-{n}");
+            let at = Millis::from(n);
+            assert!(matches!(
+                l.apply(reserve(&t, &id, &format!("user{n}"), at), at),
+                Outcome::Reserved(_)
+            ));
+            // The username was taken: the use goes back.
+            assert_eq!(l.apply(release(&id), at), Outcome::Released);
+        };
+        for n in 0..AUDITED_RELEASES {
+            attempt(&mut l, n);
+        }
+        let before = snapshot_bytes(&l);
+        for n in AUDITED_RELEASES..10_000 {
+            attempt(&mut l, n);
+        }
+        let after = snapshot_bytes(&l);
+        println!("ledger snapshot: {before} bytes after {AUDITED_RELEASES} failed attempts, {after} after 10000");
+        let invite = l.get(&t).unwrap();
+        assert_eq!(invite.released, 10_000);
+        assert!(invite.reservations.is_empty());
+        // Only the counter grew (by a few digits).
+        assert!(after <= before + 8, "{before} -> {after} bytes");
+        let events = l.events(&EventFilter::default(), 0, usize::MAX);
+        assert_eq!(events.len(), 1 + 2 * AUDITED_RELEASES as usize);
+        // A reservation in flight is still told, and the use still works.
+        assert!(matches!(
+            l.apply(reserve(&t, "winner", "winner", 20_000), 20_000),
+            Outcome::Reserved(_)
+        ));
+        assert_eq!(l.run(commit("winner")), Outcome::Committed);
+        let names: Vec<_> = l
+            .events(&EventFilter::default(), 0, usize::MAX)
+            .iter()
+            .rev()
+            .take(2)
+            .map(|e| e.what.name())
+            .collect();
+        assert_eq!(names, ["redeemed", "reserved"]);
+    }
+
+    #[test]
+    fn committed_reservations_go_after_the_retention() {
+        let mut l = Ledger::default();
+        let s = spec(8, InviteKind::Group, Some(3), 1_000_000);
+        let t = s.token.clone();
+        l.run(Command::Create(s));
+        l.apply(reserve(&t, "c", "carol", 10), 10);
+        l.apply(commit("c"), 20);
+        l.apply(
+            Command::Sweep {
+                before: 0,
+                events_before: 20,
+            },
+            30,
+        );
+        assert_eq!(l.run(commit("c")), Outcome::Committed);
+        l.apply(
+            Command::Sweep {
+                before: 0,
+                events_before: 21,
+            },
+            30,
+        );
+        let invite = l.get(&t).unwrap();
+        assert!(invite.reservations.is_empty());
+        assert_eq!(invite.uses, 1);
+    }
+
+    #[test]
+    fn a_deleted_user_leaves_no_usable_invite_behind() {
+        let mut l = Ledger::default();
+        let lim = limits(10, 1000, 0);
+        // erin's own contact invite, one naming her as inviter, a reset of
+        // her and an invite bound to her name; and someone else's.
+        l.apply(mint(1, "erin", &lim), 0);
+        let mut contact = spec(2, InviteKind::Contact, Some(1), 10_000);
+        contact.inviter = Some(user("erin"));
+        let mut reset = spec(3, InviteKind::Reset, Some(1), 10_000);
+        reset.username = Some(user("erin"));
+        let mut bound = spec(4, InviteKind::Account, Some(1), 10_000);
+        bound.username = Some(user("erin"));
+        for s in [contact, reset, bound] {
+            l.run(Command::Create(s));
+        }
+        l.apply(mint(5, "frank", &lim), 0);
+        assert_eq!(
+            l.run(Command::RevokeUser {
+                username: user("erin")
+            }),
+            Outcome::RevokedAll(4)
+        );
+        assert_eq!(
+            l.run(Command::RevokeUser {
+                username: user("erin")
+            }),
+            Outcome::RevokedAll(0)
+        );
+        let revoked: Vec<bool> = l.invites().map(|i| i.revoked).collect();
+        assert_eq!(revoked, [true, true, true, true, false]);
+    }
+
+    #[test]
+    fn an_administrators_name_needs_an_operators_invite_bound_to_it() {
+        let mut l = Ledger::default();
+        let open = spec(1, InviteKind::Account, Some(1), 10_000);
+        let mut bound = spec(2, InviteKind::Account, Some(1), 10_000);
+        bound.username = Some(user("boss"));
+        let (to, tb) = (open.token.clone(), bound.token.clone());
+        l.run(Command::Create(open));
+        l.run(Command::Create(bound));
+        let admin = |t: &Token, id: &str| match reserve(t, id, "boss", 1) {
+            Command::Reserve {
+                token,
+                reservation,
+                username,
+                purpose,
+                validated_at,
+                lease,
+                lease_until,
+                node,
+                path,
+                ..
+            } => Command::Reserve {
+                token,
+                reservation,
+                username,
+                purpose,
+                validated_at,
+                lease,
+                lease_until,
+                node,
+                path,
+                operator_bound: true,
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            l.run(admin(&to, "a")),
+            Outcome::Rejected(Rejection::OperatorInviteRequired)
+        );
+        assert!(matches!(l.run(admin(&tb, "b")), Outcome::Reserved(_)));
     }
 
     fn limits(max_live: u32, max_tree: u32, window: Millis) -> MintLimits {
@@ -860,9 +1221,17 @@ mod tests {
                 token: any_token(),
                 reservation: reservation.into()
             }),
-            rid.prop_map(|reservation| Command::Release {
+            rid.clone().prop_map(|reservation| Command::Release {
                 token: any_token(),
                 reservation: reservation.into()
+            }),
+            (rid, 0u64..200).prop_map(|(reservation, lease)| Command::Extend {
+                token: any_token(),
+                reservation: reservation.into(),
+                lease,
+            }),
+            (0u8..4).prop_map(|u| Command::RevokeUser {
+                username: user(&format!("u{u}"))
             }),
             token.clone().prop_map(|token| Command::Revoke { token }),
             (3u8..6, 0u8..3).prop_map(|(n, who)| mint(n, &format!("u{who}"), &limits(2, 3, 50))),
@@ -883,12 +1252,31 @@ mod tests {
             assert!(inv.tree.is_some(), "every invite has a tree");
         }
         for inv in l.invites() {
+            // Committed reservations may have been pruned; released ones
+            // are never kept.
             let committed = inv
                 .reservations
                 .values()
                 .filter(|r| r.state == ReservationState::Committed)
                 .count() as u32;
-            assert_eq!(committed, inv.uses);
+            assert!(committed <= inv.uses, "{inv:?}");
+            assert!(inv
+                .reservations
+                .values()
+                .all(|r| r.state != ReservationState::Released));
+            let told = l
+                .events(
+                    &EventFilter {
+                        token: Some(inv.spec.token.clone()),
+                        ..Default::default()
+                    },
+                    0,
+                    usize::MAX,
+                )
+                .iter()
+                .filter(|e| e.what.name() == "released")
+                .count() as u32;
+            assert!(told <= AUDITED_RELEASES, "{told} released events");
             if let Some(max) = inv.spec.max_uses {
                 assert!(inv.uses + inv.pending() <= max, "{inv:?}");
             }

@@ -129,6 +129,10 @@ pub struct InviteSpec {
     pub expires_at: Millis,
     /// Who made it (an admin JID, a user, or the admin API).
     pub created_by: Option<String>,
+    /// Reset: the incarnation (generation) of the account it was issued
+    /// against, so it cannot reset whoever holds the name later. Opaque here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
 }
 
 impl InviteSpec {
@@ -157,6 +161,17 @@ pub struct Reservation {
     pub node: String,
     #[serde(default)]
     pub path: RedeemPath,
+    /// The stamp of the entry that made it: the saga's fence compares it
+    /// (see `registration::fence`), and its lease is counted from it.
+    #[serde(default)]
+    pub reserved_at: Millis,
+    /// When it was committed (committed ones are pruned after the audit
+    /// retention; released ones are dropped at once).
+    #[serde(default)]
+    pub resolved_at: Millis,
+    /// The audit event that tells of it, while it is in the trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<u64>,
 }
 
 /// An invite as the ledger holds it.
@@ -173,9 +188,17 @@ pub struct Invite {
     /// Root of the invite tree it belongs to (its own token for a root).
     #[serde(default)]
     pub tree: Option<Token>,
-    /// Every reservation ever made, so commit and release stay idempotent and
-    /// the invite records who used it.
+    /// Pending and committed reservations. A released one is dropped at once
+    /// (it holds nothing); a committed one stays, so a retried commit gets the
+    /// same answer, until the audit retention.
     pub reservations: BTreeMap<ReservationId, Reservation>,
+    /// Reservations given back so far.
+    #[serde(default)]
+    pub released: u64,
+    /// Of those, how many the audit trail tells (at most
+    /// `ledger::AUDITED_RELEASES`, so failed attempts cannot grow it).
+    #[serde(default)]
+    pub audited_releases: u32,
 }
 
 /// Where an invite stands at a moment.
@@ -197,6 +220,8 @@ impl Invite {
             minted_by: None,
             tree: None,
             reservations: BTreeMap::new(),
+            released: 0,
+            audited_releases: 0,
         }
     }
 

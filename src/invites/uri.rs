@@ -84,6 +84,7 @@ mod tests {
             created_at: 0,
             expires_at: 1,
             created_by: None,
+            generation: None,
         }
     }
 

@@ -137,6 +137,15 @@ impl Issuer {
                 "the lifetime must be between 1 second and 365 days",
             ));
         }
+        // A reset is tied to the account it is issued against: the name's
+        // next holder is another incarnation.
+        let generation = match (kind, &username) {
+            (InviteKind::Reset, Some(user)) => match self.store.get(user).await {
+                Ok(account) => account.and_then(|a| a.generation),
+                Err(e) => return Err(IssueError::Storage(e.to_string())),
+            },
+            _ => None,
+        };
         let now = now_millis();
         let spec = InviteSpec {
             token: Token::generate(),
@@ -150,6 +159,7 @@ impl Issuer {
             created_at: now,
             expires_at: now.saturating_add(crate::clock::millis(ttl)),
             created_by: req.created_by,
+            generation,
         };
         let token = self.submit(spec, minter).await?;
         tracing::info!(invite = %token.redacted(), kind = kind.as_str(), "invite created");

@@ -13,13 +13,7 @@ impl Issuer {
     /// Whether `user` administers this server: listed in `admins`, or holding
     /// the `admin` role.
     pub async fn is_admin(&self, user: &Username) -> bool {
-        let bare = format!("{user}@{}", self.config.domain);
-        if self
-            .config
-            .admins
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&bare))
-        {
+        if self.config.is_admin_name(user) {
             return true;
         }
         self.roles(user).await.iter().any(|r| r == "admin")

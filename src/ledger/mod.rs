@@ -277,13 +277,19 @@ impl LedgerHandle {
                 self.propose_to(shard, command).await
             }
             None => {
-                let mut swept = 0;
+                let mut total = 0u32;
                 for shard in 0..self.shard_count() {
-                    if let Outcome::Swept(n) = self.propose_to(shard, command.clone()).await? {
-                        swept += n;
+                    match self.propose_to(shard, command.clone()).await? {
+                        Outcome::Swept(n) | Outcome::RevokedAll(n) => {
+                            total = total.saturating_add(n)
+                        }
+                        _ => {}
                     }
                 }
-                Ok(Outcome::Swept(swept))
+                Ok(match command {
+                    Command::RevokeUser { .. } => Outcome::RevokedAll(total),
+                    _ => Outcome::Swept(total),
+                })
             }
         };
         metrics::histogram!(crate::metrics::LEDGER_PROPOSAL_SECONDS)
@@ -480,6 +486,7 @@ mod tests {
             created_at: now_millis(),
             expires_at: now_millis() + 60_000,
             created_by: None,
+            generation: None,
         }
     }
 
@@ -490,7 +497,9 @@ mod tests {
             username: crate::xmpp::jid::Username::parse(&format!("user{n}")).unwrap(),
             purpose: Purpose::Register,
             validated_at: now_millis(),
-            lease_until: now_millis() + 60_000,
+            lease: 60_000,
+            lease_until: None,
+            operator_bound: false,
             node: "test".into(),
             path: crate::invites::RedeemPath::Ibr,
         }

@@ -167,7 +167,7 @@ impl Node {
                 .map_err(NodeError::AdminToken)?;
         let arbiters = start_clients(&shared, &stop, &mut tasks).await?;
         let admin = bind("admin_addr", config.admin_addr).await?;
-        let service = admin_service(&config, &ledger, &store, peers);
+        let service = admin_service(&config, &ledger, &store, &shared.registrar, peers);
         let serve =
             crate::admin::grpc::serve(admin, service, admin_token, stop.clone().cancelled_owned());
         tasks.listen("admin API", serve);
@@ -271,7 +271,11 @@ fn client_services(
     directory: Arc<SessionDirectory>,
     max_connections: usize,
 ) -> Result<Arc<C2sShared>, NodeError> {
-    let cpu = CpuPool::new(cores(), config.limits.registration_queue);
+    let cpu = CpuPool::new(
+        cores(),
+        config.limits.registration_queue,
+        config.limits.login_queue,
+    );
     let registrar = Arc::new(Registrar {
         config: config.clone(),
         store: store.clone(),
@@ -288,8 +292,12 @@ fn client_services(
         tls: crate::c2s::tls::acceptor(config)?,
         registrar,
         decoy_secret: data_dir::secret(&config.data_dir, "decoy.secret")?,
+        guessing: crate::c2s::guessing::Guessing::new(&config.limits),
         connections: Default::default(),
         max_connections,
+        pre_auth_slots: crate::c2s::pre_auth_slots::PreAuthSlots::new(
+            config.limits.pre_auth_connections_per_address,
+        ),
         directory,
     }))
 }
@@ -368,9 +376,11 @@ fn admin_service(
     config: &Arc<Config>,
     ledger: &LedgerHandle,
     store: &Arc<dyn AccountStore>,
+    registrar: &Arc<crate::registration::Registrar>,
     clients: Option<Arc<crate::peer::PeerClients>>,
 ) -> crate::admin::grpc::AdminService {
     crate::admin::grpc::AdminService {
+        registrar: registrar.clone(),
         invites: crate::issuing::Issuer {
             ledger: ledger.clone(),
             store: store.clone(),

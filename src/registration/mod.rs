@@ -6,15 +6,17 @@
 //! Callers turn `RegistrationError` into their own reply: a stanza error or a
 //! message on the form.
 
+pub mod fence;
 pub mod janitor;
+mod lifecycle;
 mod pairing;
 mod rate_limit;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::accounts::{Account, AccountStore, CreateOutcome, Credentials};
-use crate::blocking_pool::{CpuPool, PoolError};
+use crate::accounts::{Account, AccountRow, AccountStore, Credentials, Stamp};
+use crate::blocking_pool::{CpuPool, PoolError, Queue};
 use crate::clock::{now_millis, now_unix};
 use crate::config::Config;
 use crate::invites::{
@@ -23,6 +25,8 @@ use crate::invites::{
 use crate::ledger::LedgerHandle;
 use crate::sessions::SessionDirectory;
 use crate::xmpp::jid::{prepare_password, Username};
+use fence::{Claim, Refusal, Write};
+pub use lifecycle::LifecycleError;
 pub use rate_limit::RegistrationLimiter;
 
 /// An invite the person proved to hold, and when: on a stream, the XEP-0445
@@ -57,6 +61,14 @@ pub enum RegistrationError {
     NotAllowed,
     #[error("the username is taken")]
     UsernameTaken,
+    #[error("the username belonged to a removed account and is quarantined")]
+    Quarantined,
+    #[error(
+        "the username is an administrator's: only an operator's invite bound to it can register it"
+    )]
+    AdminName,
+    #[error("the registration took longer than its hold on the invite")]
+    LeaseLost,
     #[error("the registration queue is full")]
     Busy,
     #[error("the invite ledger is unavailable")]
@@ -74,9 +86,9 @@ impl RegistrationError {
             InviteRequired | InvalidUsername | PasswordMissing | PasswordTooShort(_)
             | PasswordNotAllowed => "not_acceptable",
             InvalidInvite => "invalid_invite",
-            WrongUsername | NotAllowed => "forbidden",
-            UsernameTaken => "conflict",
-            LedgerUnavailable | StoreUnavailable => "unavailable",
+            WrongUsername | NotAllowed | AdminName => "forbidden",
+            UsernameTaken | Quarantined => "conflict",
+            LedgerUnavailable | StoreUnavailable | LeaseLost => "unavailable",
         }
     }
 
@@ -145,6 +157,16 @@ impl Registrar {
         if request.invite.is_none() && self.config.registration_invite_only {
             return Err(RegistrationError::InviteRequired);
         }
+        if let Some(invite) = &request.invite {
+            // A stream may not keep an invite alive past its expiry for longer
+            // than this: refused like an expired one (the client may preauth again).
+            let max_age = self.config.limits.validated_invite_max_age.as_millis();
+            let age = now_millis().saturating_sub(invite.validated_at);
+            if u128::from(age) > max_age {
+                crate::metrics::rate_limit_hit("validated_invite_max_age");
+                return Err(RegistrationError::InvalidInvite);
+            }
+        }
         let username = self.check_username(request.username)?;
         let password = self.check_password(request.password)?;
         // Hash first: the use is then held only for the write, and a busy
@@ -194,7 +216,9 @@ impl Registrar {
         let hashes = self.config.scram_hashes.clone();
         let derived = self
             .cpu
-            .run_queued(move || Credentials::derive(&password, iterations, &hashes))
+            .run_queued(Queue::Registration, move || {
+                Credentials::derive(&password, iterations, &hashes)
+            })
             .await;
         derived.map_err(|e| match e {
             PoolError::Busy => {
@@ -213,30 +237,39 @@ impl Registrar {
         username: Username,
         credentials: Credentials,
     ) -> Result<Registered, RegistrationError> {
-        let account = Account {
-            username: username.clone(),
-            credentials,
-            created_at: now_unix(),
-            roles: Vec::new(),
-            reservation: None,
-        };
-        match self.store.create(account).await {
-            Ok(CreateOutcome::Created) => {
+        let account = self.new_account(&username, credentials, Vec::new(), None);
+        match self.write_new(account, None).await {
+            Ok(_) => {
                 tracing::info!(user = %username, "account registered");
                 Ok(Registered {
                     username,
                     kind: None,
                 })
             }
-            Ok(CreateOutcome::AlreadyExists) => Err(RegistrationError::UsernameTaken),
-            Err(e) => {
-                tracing::error!(error = %e, "registration failed in storage");
-                Err(RegistrationError::StoreUnavailable)
-            }
+            Err(WriteFailure::NotWritten(e) | WriteFailure::Unknown(e)) => Err(e),
         }
     }
 
-    /// The saga: reserve, write, commit (or give back), then side effects.
+    fn new_account(
+        &self,
+        username: &Username,
+        credentials: Credentials,
+        roles: Vec<String>,
+        reservation: Option<ReservationId>,
+    ) -> Account {
+        Account {
+            username: username.clone(),
+            credentials,
+            created_at: now_unix(),
+            roles,
+            reservation,
+            generation: Some(crate::secrets::random_id(12)),
+        }
+    }
+
+    /// The saga: reserve, write (extending the lease while it runs), commit
+    /// (or give back), then side effects. See `saga` for why it spends a use
+    /// exactly when an account stands.
     async fn redeem(
         &self,
         invite: ProvenInvite,
@@ -244,37 +277,25 @@ impl Registrar {
         credentials: Credentials,
         path: RedeemPath,
     ) -> Result<Registered, RegistrationError> {
-        let lease = self.config.ledger.reservation_lease;
-        let reservation = ReservationId::generate();
-        let reserve = Command::Reserve {
-            token: invite.token.clone(),
-            reservation: reservation.clone(),
-            username: username.clone(),
-            purpose: Purpose::Register,
-            validated_at: invite.validated_at,
-            lease_until: now_millis() + lease.as_millis() as u64,
-            node: self.config.node_name(),
-            path,
+        let operator_bound = self.config.is_admin_name(&username);
+        let held = self
+            .reserve(&invite, &username, Purpose::Register, path, operator_bound)
+            .await?;
+        let claim = Claim {
+            reservation: held.reservation.clone(),
+            reserved_at: held.reserved_at,
         };
-        let spec = match self.ledger.propose(reserve).await {
-            Ok(Outcome::Reserved(spec)) => spec,
-            Ok(Outcome::Rejected(r)) => return Err(refusal(r)),
-            Ok(other) => {
-                tracing::error!(?other, "unexpected ledger answer to a reservation");
-                return Err(RegistrationError::LedgerUnavailable);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reservation failed");
-                return Err(RegistrationError::LedgerUnavailable);
-            }
-        };
+        let spec = held.spec.clone();
         crate::failpoint::hit("after-reserve");
-        match self
-            .write_account(&spec, &username, credentials, &reservation)
-            .await
-        {
-            Ok(()) => {
-                self.finish(&spec, &username, reservation, path).await;
+        let written = self
+            .holding(
+                &held,
+                self.write_account(&spec, &username, credentials, &claim),
+            )
+            .await;
+        match written {
+            Ok(written) => {
+                self.finish(&spec, &username, &claim, written, path).await?;
                 Ok(Registered {
                     username,
                     kind: Some(spec.kind),
@@ -282,19 +303,13 @@ impl Registrar {
             }
             Err(WriteFailure::NotWritten(error)) => {
                 // Nothing was written: give the use back at once, not at lease end.
-                let release = Command::Release {
-                    token: spec.token.clone(),
-                    reservation,
-                };
-                if let Err(e) = self.propose_quietly(release).await {
-                    tracing::warn!(error = %e, "release deferred to the lease janitor");
-                }
+                self.release(&spec.token, &claim.reservation).await;
                 Err(error)
             }
             Err(WriteFailure::Unknown(error)) => {
                 // The store may have applied the write before failing (a timeout
-                // after the request left): only the janitor, which looks for the
-                // account when the lease ends, can tell whether the use was spent.
+                // after the request left): only the janitor, which fences the
+                // name before it decides, can tell whether the use was spent.
                 tracing::warn!(
                     invite = %spec.token.redacted(),
                     "account write outcome unknown; the lease janitor settles the invite use"
@@ -304,24 +319,166 @@ impl Registrar {
         }
     }
 
+    /// XEP-0379: spends a use of the contact invite for `user`'s
+    /// subscription; true when the use is committed, and only then may the
+    /// caller pair the two (idempotently). No account row is written, so
+    /// there is nothing to fence: a commit whose outcome is unknown (a
+    /// timeout) answers false and the janitor releases the use at lease end,
+    /// or finds it committed. Either way nobody is paired on a use that was
+    /// not spent: under-delivery, never over-redemption.
+    pub async fn spend_on_presence(&self, invite: &ProvenInvite, user: &Username) -> bool {
+        let held = match self
+            .reserve(
+                invite,
+                user,
+                Purpose::Subscribe,
+                RedeemPath::Presence,
+                false,
+            )
+            .await
+        {
+            Ok(held) => held,
+            Err(_) => return false,
+        };
+        let commit = Command::Commit {
+            token: invite.token.clone(),
+            reservation: held.reservation,
+        };
+        match self.ledger.propose(commit).await {
+            Ok(Outcome::Committed) => true,
+            Ok(other) => {
+                tracing::warn!(?other, "subscription invite not committed");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "subscription invite commit outcome unknown; no pairing");
+                false
+            }
+        }
+    }
+
+    /// Takes a use of `invite` for `username`.
+    pub(crate) async fn reserve(
+        &self,
+        invite: &ProvenInvite,
+        username: &Username,
+        purpose: Purpose,
+        path: RedeemPath,
+        operator_bound: bool,
+    ) -> Result<HeldUse, RegistrationError> {
+        let lease = self.config.ledger.reservation_lease;
+        let reservation = ReservationId::generate();
+        let reserve = Command::Reserve {
+            token: invite.token.clone(),
+            reservation: reservation.clone(),
+            username: username.clone(),
+            purpose,
+            validated_at: invite.validated_at,
+            lease: lease.as_millis() as u64,
+            lease_until: None,
+            node: self.config.node_name(),
+            path,
+            operator_bound,
+        };
+        match self.ledger.propose(reserve).await {
+            Ok(Outcome::Reserved(held)) => Ok(HeldUse {
+                spec: held.spec,
+                reservation,
+                reserved_at: held.reserved_at,
+                lease,
+            }),
+            Ok(Outcome::Rejected(r)) => Err(refusal(r)),
+            Ok(other) => {
+                tracing::error!(?other, "unexpected ledger answer to a reservation");
+                Err(RegistrationError::LedgerUnavailable)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reservation failed");
+                Err(RegistrationError::LedgerUnavailable)
+            }
+        }
+    }
+
+    /// Runs `work` while extending the held use's lease through the ledger
+    /// each third of it, so a slow write does not lose its use to the
+    /// janitor. A refused extension (the janitor was faster) is only logged:
+    /// the janitor fenced the name first, so the write cannot land.
+    pub(crate) async fn holding<F: std::future::Future>(
+        &self,
+        held: &HeldUse,
+        work: F,
+    ) -> F::Output {
+        let ledger = self.ledger.clone();
+        let (token, reservation) = (held.spec.token.clone(), held.reservation.clone());
+        let lease = held.lease;
+        let every = (lease / 3).max(std::time::Duration::from_millis(50));
+        // Tests switch extensions off to see the janitor fence a slow write.
+        let extend = !crate::failpoint::on("no-lease-extension");
+        let extender = tokio::spawn(async move {
+            if !extend {
+                return;
+            }
+            loop {
+                tokio::time::sleep(every).await;
+                let extend = Command::Extend {
+                    token: token.clone(),
+                    reservation: reservation.clone(),
+                    lease: lease.as_millis() as u64,
+                };
+                match ledger.propose(extend).await {
+                    Ok(Outcome::Extended { .. }) => {
+                        tracing::debug!(invite = %token.redacted(), "lease extended")
+                    }
+                    Ok(other) => {
+                        tracing::warn!(?other, invite = %token.redacted(), "lease not extended");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "lease extension failed"),
+                }
+            }
+        });
+        let _stop = AbortOnDrop(extender);
+        work.await
+    }
+
     /// Commits the use of a registration whose account is written, then does
-    /// the idempotent side effects.
+    /// the idempotent side effects. A refused commit (the use was given back)
+    /// takes the write back and fails the registration.
     async fn finish(
         &self,
         spec: &InviteSpec,
         username: &Username,
-        reservation: ReservationId,
+        claim: &Claim,
+        written: Written,
         path: RedeemPath,
-    ) {
+    ) -> Result<(), RegistrationError> {
         crate::failpoint::hit("after-account-write");
-        // The account exists and names the reservation: if this commit is
-        // lost, the janitor commits it when the lease runs out.
         let commit = Command::Commit {
             token: spec.token.clone(),
-            reservation,
+            reservation: claim.reservation.clone(),
         };
-        if let Err(e) = self.propose_quietly(commit).await {
-            tracing::warn!(error = %e, "commit deferred to the lease janitor");
+        match self.ledger.propose(commit).await {
+            Ok(Outcome::Committed) => {}
+            Ok(Outcome::Rejected(r)) => {
+                tracing::warn!(reason = %r, invite = %spec.token.redacted(), "commit refused; taking the account write back");
+                let undo =
+                    fence::undo(written.before.as_ref(), &written.row, &written.stamp, claim);
+                match apply(self.store.as_ref(), &undo).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        tracing::warn!(user = %username, "the account changed since; left as it is")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, user = %username, "could not take an account write back")
+                    }
+                }
+                return Err(RegistrationError::LeaseLost);
+            }
+            // The account stands and names the reservation; if this commit
+            // is lost the janitor finds it at lease end and commits it, so
+            // success is the right answer.
+            Ok(other) => tracing::warn!(?other, "unexpected ledger answer to a commit"),
+            Err(e) => tracing::warn!(error = %e, "commit deferred to the lease janitor"),
         }
         if let Some(inviter) = spec
             .inviter
@@ -339,54 +496,170 @@ impl Registrar {
             path = path.as_str(),
             "registered with an invite"
         );
+        Ok(())
     }
 
-    /// Writes (or, for a reset, updates) the account.
+    /// Writes (or, for a reset, updates) the account for `claim`.
     async fn write_account(
         &self,
         spec: &InviteSpec,
         username: &Username,
         credentials: Credentials,
-        reservation: &ReservationId,
-    ) -> Result<(), WriteFailure> {
-        if spec.kind == InviteKind::Reset {
-            return match self
-                .store
-                .set_credentials(username, credentials, Some(reservation.clone()))
-                .await
-            {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(WriteFailure::NotWritten(RegistrationError::InvalidInvite)),
-                Err(e) => {
-                    tracing::error!(error = %e, "password reset failed in storage");
-                    Err(WriteFailure::Unknown(RegistrationError::StoreUnavailable))
-                }
-            };
+        claim: &Claim,
+    ) -> Result<Written, WriteFailure> {
+        if spec.kind != InviteKind::Reset {
+            let account = self.new_account(
+                username,
+                credentials,
+                spec.roles.clone(),
+                Some(claim.reservation.clone()),
+            );
+            return self.write_new(account, Some(claim)).await;
         }
-        let account = Account {
-            username: username.clone(),
-            credentials,
-            created_at: now_unix(),
-            roles: spec.roles.clone(),
-            reservation: Some(reservation.clone()),
-        };
-        match self.store.create(account).await {
-            Ok(CreateOutcome::Created) => Ok(()),
-            Ok(CreateOutcome::AlreadyExists) => {
-                Err(WriteFailure::NotWritten(RegistrationError::UsernameTaken))
+        for _ in 0..CAS_ATTEMPTS {
+            let before = self.read_row(username).await?;
+            let write = fence::reset(
+                before.as_ref(),
+                credentials.clone(),
+                claim,
+                spec.generation.as_deref(),
+            );
+            match self.try_write(before, write).await? {
+                Some(written) => return Ok(written),
+                None => continue,
             }
+        }
+        Err(WriteFailure::NotWritten(
+            RegistrationError::StoreUnavailable,
+        ))
+    }
+
+    /// Creates `account` unless its name is held: read the row, decide, and
+    /// make the decision stick with a compare-and-set (again if the row
+    /// changed meanwhile).
+    async fn write_new(
+        &self,
+        account: Account,
+        claim: Option<&Claim>,
+    ) -> Result<Written, WriteFailure> {
+        for _ in 0..CAS_ATTEMPTS {
+            let before = self.read_row(&account.username).await?;
+            let write = fence::new_account(before.as_ref(), account.clone(), claim, now_unix());
+            match self.try_write(before, write).await? {
+                Some(written) => return Ok(written),
+                None => continue,
+            }
+        }
+        Err(WriteFailure::NotWritten(
+            RegistrationError::StoreUnavailable,
+        ))
+    }
+
+    async fn read_row(&self, username: &Username) -> Result<Option<AccountRow>, WriteFailure> {
+        self.store.row(username).await.map_err(|e| {
+            tracing::error!(error = %e, "account read failed in storage");
+            WriteFailure::NotWritten(RegistrationError::StoreUnavailable)
+        })
+    }
+
+    /// `None`: the row changed since it was read; decide again.
+    async fn try_write(
+        &self,
+        before: Option<AccountRow>,
+        write: Result<Write, Refusal>,
+    ) -> Result<Option<Written>, WriteFailure> {
+        let write = match write {
+            Ok(w) => w,
+            Err(Refusal::AlreadyWritten) => {
+                let row = before.clone().ok_or(WriteFailure::NotWritten(
+                    RegistrationError::StoreUnavailable,
+                ))?;
+                let stamp = row.stamp.clone().unwrap_or_else(Stamp::fresh);
+                return Ok(Some(Written {
+                    before: None,
+                    row,
+                    stamp,
+                }));
+            }
+            Err(r) => return Err(WriteFailure::NotWritten(refused_write(r))),
+        };
+        // Tests hold the write up here, between the read it was decided on
+        // and the conditional write, the widest window there is.
+        crate::failpoint::delay("slow-account-write").await;
+        match apply(self.store.as_ref(), &write).await {
+            Ok(Some(stamp)) => Ok(Some(Written {
+                before,
+                row: write.row().clone(),
+                stamp,
+            })),
+            Ok(None) => Ok(None),
             Err(e) => {
-                tracing::error!(error = %e, "registration failed in storage");
+                tracing::error!(error = %e, "account write failed in storage");
                 Err(WriteFailure::Unknown(RegistrationError::StoreUnavailable))
             }
         }
     }
 
-    async fn propose_quietly(&self, command: Command) -> Result<(), crate::ledger::LedgerError> {
-        if let Outcome::Rejected(r) = self.ledger.propose(command).await? {
-            tracing::warn!(reason = %r, "ledger refused to resolve a reservation");
+    /// Gives a held use back now; if the ledger cannot be reached the
+    /// janitor does it at lease end.
+    pub(crate) async fn release(&self, token: &Token, reservation: &ReservationId) {
+        let release = Command::Release {
+            token: token.clone(),
+            reservation: reservation.clone(),
+        };
+        match self.ledger.propose(release).await {
+            Ok(Outcome::Released) => {}
+            Ok(other) => tracing::warn!(?other, "ledger did not release a reservation"),
+            Err(e) => tracing::warn!(error = %e, "release deferred to the lease janitor"),
         }
-        Ok(())
+    }
+}
+
+/// How often a write is decided again when its row keeps changing under it.
+const CAS_ATTEMPTS: usize = 4;
+
+/// A use held for a saga.
+pub(crate) struct HeldUse {
+    pub spec: InviteSpec,
+    pub reservation: ReservationId,
+    /// Ledger time of the reservation (the fence compares it).
+    pub reserved_at: u64,
+    pub lease: std::time::Duration,
+}
+
+/// An account write that landed, and what it replaced.
+struct Written {
+    before: Option<AccountRow>,
+    row: AccountRow,
+    stamp: Stamp,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Makes a fencing decision on the store; the new stamp if it applied.
+pub(crate) async fn apply(
+    store: &dyn AccountStore,
+    write: &Write,
+) -> Result<Option<Stamp>, crate::accounts::StoreError> {
+    match write {
+        Write::Insert(row) => store.insert_row(row.clone()).await,
+        Write::Replace { expected, row } => store.replace_row(expected.as_ref(), row.clone()).await,
+    }
+}
+
+/// The registration error for a write the fence refused.
+fn refused_write(r: Refusal) -> RegistrationError {
+    match r {
+        Refusal::Taken | Refusal::AlreadyWritten => RegistrationError::UsernameTaken,
+        Refusal::Quarantined(_) => RegistrationError::Quarantined,
+        Refusal::LeaseLost => RegistrationError::LeaseLost,
+        Refusal::NoAccount => RegistrationError::InvalidInvite,
     }
 }
 
@@ -395,6 +668,7 @@ fn refusal(r: Rejection) -> RegistrationError {
     match r {
         Rejection::WrongUsername => RegistrationError::WrongUsername,
         Rejection::NotAllowed => RegistrationError::NotAllowed,
+        Rejection::OperatorInviteRequired => RegistrationError::AdminName,
         _ => RegistrationError::InvalidInvite,
     }
 }

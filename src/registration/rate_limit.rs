@@ -1,10 +1,12 @@
 //! Registration attempts per client address: per IPv4 address, and per /64
 //! for IPv6, since one host usually holds a whole /64.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::throttle::address_bucket;
 
 /// Forgets idle addresses once this many are tracked, to bound memory.
 const RETAIN_THRESHOLD: usize = 10_000;
@@ -29,22 +31,7 @@ impl RegistrationLimiter {
         if limiter.len() > RETAIN_THRESHOLD {
             limiter.retain_recent();
         }
-        limiter.check_key(&bucket(ip)).is_ok()
-    }
-}
-
-/// The key an address is counted under: itself for IPv4 (and IPv4-mapped
-/// IPv6), its /64 prefix for IPv6.
-fn bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(prefix))
-            }
-        },
+        limiter.check_key(&address_bucket(ip)).is_ok()
     }
 }
 

@@ -3,12 +3,14 @@
 //! peer service and every client stream deliver through here.
 
 mod directory;
+mod ending;
 pub mod kept;
 mod remote;
 mod roster_push;
 pub mod routing;
 
 pub use directory::{Fanout, Presence, SessionDirectory};
+pub use ending::{end_session, ending};
 pub use remote::RemoteSession;
 pub use roster_push::{roster_item_element, roster_push, roster_push_versioned};
 

@@ -103,6 +103,14 @@ const EN: &[(&str, &str)] = &[
         "error.username_taken",
         "The username {username} is already taken. Please choose another.",
     ),
+    (
+        "error.username_quarantined",
+        "The username {username} belonged to a removed account and cannot be registered yet. Please choose another.",
+    ),
+    (
+        "error.username_admin",
+        "This username is reserved for an administrator. Please choose another.",
+    ),
     ("error.wrong_username", "This invite is for another username."),
     (
         "error.invalid_invite",

@@ -9,9 +9,8 @@ mod messages;
 mod probes;
 mod register_page;
 mod render;
+mod server;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
@@ -19,7 +18,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 
 use crate::accounts::AccountStore;
 use crate::ledger::LedgerHandle;
@@ -63,15 +61,4 @@ pub fn router(state: HttpState) -> Router {
 
 pub use render::templates;
 
-/// Serves until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    state: HttpState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // The peer address feeds the per-address registration limit.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use server::serve;

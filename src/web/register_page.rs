@@ -190,6 +190,12 @@ fn form_error(e: &RegistrationError, username: &str) -> (StatusCode, String) {
             text("error.username_taken", &[("username", username)]),
         ),
         InvalidInvite => (StatusCode::CONFLICT, text("error.invalid_invite", &[])),
+        Quarantined => (
+            StatusCode::CONFLICT,
+            text("error.username_quarantined", &[("username", username)]),
+        ),
+        AdminName => (StatusCode::FORBIDDEN, text("error.username_admin", &[])),
+        LeaseLost => (StatusCode::SERVICE_UNAVAILABLE, text("error.busy", &[])),
         // Web registration always carries an invite.
         InviteRequired | LedgerUnavailable | StoreUnavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -333,6 +339,9 @@ mod tests {
             WrongUsername,
             NotAllowed,
             UsernameTaken,
+            Quarantined,
+            AdminName,
+            LeaseLost,
             InvalidInvite,
             LedgerUnavailable,
             StoreUnavailable,

@@ -77,6 +77,8 @@ class Node:
             "USHER_WEB_BASE_URL": f"http://127.0.0.1:{self.http_port}",
             "USHER_REGISTRATION_INVITE_ONLY": "false",
             "USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE": "0",
+            # Every test client comes from 127.0.0.1.
+            "USHER_LIMITS__PRE_AUTH_CONNECTIONS_PER_ADDRESS": "1000000",
             "USHER_LOG": "usher=debug",
         }
         self.env.update(env_overrides)

@@ -142,6 +142,8 @@ class ClusterSite(UsherSite):
             "USHER_BIN": usher_binary(),
             "USHER_SCYLLA__KEYSPACE": f"usher_talk_{secrets.token_hex(4)}",
             "USHER_LIMITS__REGISTRATIONS_PER_IP_PER_MINUTE": "0",
+            # Every test client comes from 127.0.0.1.
+            "USHER_LIMITS__PRE_AUTH_CONNECTIONS_PER_ADDRESS": "1000000",
             "USHER_LOG": "usher=debug",
         }
         self.killed = set()

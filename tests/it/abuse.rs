@@ -42,7 +42,7 @@ fn json(out: std::process::Output) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_mints_end_at_exactly_the_quota() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ALLOW_USER_INVITES", "true")
         .set("USHER_MAX_INVITES_PER_USER", "7")
@@ -79,7 +79,7 @@ async fn twenty_concurrent_mints_end_at_exactly_the_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invite_tree_stops_at_its_limit() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ALLOW_USER_INVITES", "true")
         .set("USHER_INVITE_TREE__MAX_INVITES", "3")
@@ -109,7 +109,7 @@ async fn an_invite_tree_stops_at_its_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_chain_is_blocked_then_unblocked() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ALLOW_USER_INVITES", "true")
         .set("USHER_INVITE_TREE__FAST_CHAIN_WINDOW", "3s")
@@ -199,7 +199,7 @@ async fn raw_sasl(node: &TestNode, auth: &[u8], response: Option<&[u8]>) -> Vec<
 async fn sasl_cannot_tell_a_missing_account_from_a_wrong_password() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("bob", PASSWORD).await;
@@ -264,7 +264,7 @@ async fn sasl_cannot_tell_a_missing_account_from_a_wrong_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_trail_shows_ibr_and_presence_redemptions_in_order() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ALLOW_USER_INVITES", "true")
         .start();

@@ -9,7 +9,7 @@ use usher_load::client::{Auth, Mech};
 async fn register_then_log_in_with_every_mechanism_and_bind() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut c = node.connect_tls().await;
@@ -60,7 +60,7 @@ fn mechanisms(c: &usher_load::Client) -> Vec<String> {
 async fn scram_hashes_limit_stored_keys_and_offered_mechanisms() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_SCRAM_HASHES", "sha-1")
         .start();
@@ -81,7 +81,7 @@ async fn scram_hashes_limit_stored_keys_and_offered_mechanisms() {
 async fn wrong_password_and_unknown_user_fail_alike() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("bob", PASSWORD).await;
@@ -118,7 +118,7 @@ async fn wrong_password_and_unknown_user_fail_alike() {
 async fn too_many_failures_close_the_stream() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_LIMITS__MAX_AUTH_FAILURES", "2")
         .start();
@@ -139,7 +139,7 @@ async fn too_many_failures_close_the_stream() {
 async fn invalid_reserved_and_taken_usernames_are_refused() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("carol", PASSWORD).await;
@@ -188,7 +188,7 @@ async fn invalid_reserved_and_taken_usernames_are_refused() {
 async fn registration_form_and_form_submission() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut c = node.connect_tls().await;
@@ -228,7 +228,10 @@ async fn registration_form_and_form_submission() {
 
 #[tokio::test]
 async fn invite_only_mode_refuses_registration_without_an_invite() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let mut c = node.connect_tls().await;
     let reply = c.register("frank", PASSWORD).await.unwrap();
     assert_iq_error(
@@ -247,7 +250,7 @@ async fn invite_only_mode_refuses_registration_without_an_invite() {
 async fn registration_can_be_switched_off() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ALLOW_REGISTRATION", "false")
         .start();
@@ -282,7 +285,7 @@ async fn registrations_per_address_are_rate_limited() {
 async fn password_change_and_account_removal() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("hank", PASSWORD).await;
@@ -296,11 +299,32 @@ async fn password_change_and_account_removal() {
     )
     .await
     .unwrap();
+    let (mut other, _) = usher_load::Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::Plain,
+        "hank",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
     // Someone else's name is refused.
     let reply = c.register("notme", "brand new password").await.unwrap();
     assert_iq_error(&reply, "modify", "bad-request", None);
     let reply = c.register("hank", "brand new password").await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    // The change ends the user's other session (whoever knew the old
+    // password is out), not the one that made it.
+    let el = other.next_element().await.unwrap();
+    assert_eq!(
+        stream_error(&el),
+        ("not-authorized".into(), Some("Password changed".into()))
+    );
+    assert_eq!(
+        c.request(ping()).await.unwrap().attr("type"),
+        Some("result")
+    );
     for mech in Mech::ALL {
         assert_eq!(
             node.auth(mech, "hank", PASSWORD).await,
@@ -324,15 +348,22 @@ async fn password_change_and_account_removal() {
         node.auth(Mech::Plain, "hank", "brand new password").await,
         Auth::Failure("not-authorized".into())
     );
-    // The name is free again.
-    node.register("hank", PASSWORD).await;
+    // The name is quarantined (30 days by default), with a clear refusal.
+    let mut c = node.connect_tls().await;
+    let reply = c.register("hank", PASSWORD).await.unwrap();
+    assert_iq_error(
+        &reply,
+        "cancel",
+        "conflict",
+        Some("The requested username belonged to a removed account and cannot be registered yet."),
+    );
 }
 
 #[tokio::test]
 async fn accounts_survive_a_graceful_restart_and_a_kill() {
     let mut node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("ivan", PASSWORD).await;
@@ -365,7 +396,7 @@ async fn accounts_survive_a_graceful_restart_and_a_kill() {
 async fn secrets_stay_out_of_the_log() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("kate", PASSWORD).await;
@@ -407,4 +438,49 @@ fn invalid_configuration_exits_with_code_2_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("c2s_adr"));
+}
+
+#[tokio::test]
+async fn an_operator_removes_an_account_and_lifts_its_quarantine() {
+    let node = TestNode::builder()
+        .open_registration()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
+    node.register("gina", PASSWORD).await;
+    let (mut c, _) = usher_load::Client::login(
+        node.addr,
+        DOMAIN,
+        &node.trust(),
+        Mech::Plain,
+        "gina",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let out = node.cli_any(&["account", "remove", "gina"]);
+    assert!(out.status.success(), "{out:?}");
+    let el = c.next_element().await.unwrap();
+    assert_eq!(
+        stream_error(&el),
+        ("not-authorized".into(), Some("Account removed".into()))
+    );
+    let mut c = node.connect_tls().await;
+    let reply = c.register("gina", PASSWORD).await.unwrap();
+    assert_iq_error(&reply, "cancel", "conflict", None);
+    let out = node.cli_any(&["account", "unquarantine", "gina"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "gina may be registered again"
+    );
+    node.register("gina", PASSWORD).await;
+    let out = node.cli_any(&["account", "unquarantine", "gina"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "gina was not quarantined"
+    );
+    assert_cli_error(
+        node.cli_any(&["account", "remove", "ghost"]),
+        "no such account",
+    );
 }

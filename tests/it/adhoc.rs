@@ -38,7 +38,7 @@ fn completed(reply: &Element) -> DataForm {
 #[tokio::test]
 async fn users_see_and_run_the_contact_invite_command() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();
@@ -80,7 +80,7 @@ async fn users_see_and_run_the_contact_invite_command() {
 #[tokio::test]
 async fn with_user_invites_allowed_a_contact_invite_registers() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .set("USHER_ALLOW_USER_INVITES", "true")
@@ -114,11 +114,19 @@ async fn with_user_invites_allowed_a_contact_invite_registers() {
 #[tokio::test]
 async fn admins_create_account_invites_plain_and_bound() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();
-    node.register_via_invite("boss", PASSWORD).await;
+    // An administrator's name takes an invite bound to it.
+    let token = node.invite(&["--username", "boss"]);
+    let reply = node
+        .with_invite(&token)
+        .await
+        .register("boss", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
     node.register_via_invite("taken", PASSWORD).await;
     let mut c = login_as(&node, "boss").await;
     assert_eq!(command_nodes(&mut c).await, [CREATE_ACCOUNT, INVITE]);
@@ -170,7 +178,7 @@ async fn admins_create_account_invites_plain_and_bound() {
 #[tokio::test]
 async fn unauthenticated_streams_get_service_unavailable() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();
@@ -182,7 +190,7 @@ async fn unauthenticated_streams_get_service_unavailable() {
 #[tokio::test]
 async fn the_admin_role_from_an_invite_makes_an_admin() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ADMINS", ADMINS)
         .start();

@@ -22,7 +22,7 @@ async fn two_nodes_race_for_one_username_with_different_invites() {
     let keyspace = format!("usher_race_{}", unique("").replace('-', "_"));
     let node = || {
         TestNode::builder()
-            .no_rate_limit()
+            .no_address_limits()
             .fast_hashing()
             .set("USHER_SCYLLA__NODES", &cql)
             .set("USHER_SCYLLA__KEYSPACE", &keyspace)
@@ -189,7 +189,7 @@ async fn registrations_survive_a_database_outage() {
     let contact = db.cql_db("start", false);
     let node = Arc::new(
         TestNode::builder()
-            .no_rate_limit()
+            .no_address_limits()
             .fast_hashing()
             .set_all(&[
                 ("USHER_SCYLLA__NODES", contact.as_str()),
@@ -314,7 +314,7 @@ async fn a_node_started_before_its_database_waits_for_it() {
     let contact = "127.0.0.1:9242";
     let mut node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_SCYLLA__NODES", contact)
         .set("USHER_SCYLLA__KEYSPACE", "usher_late")
@@ -386,7 +386,7 @@ async fn tls_to_the_database_verifies_the_certificate() {
     env.push(("USHER_SCYLLA__TLS_CA_FILE", ca.as_str()));
     let mut node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set_all(&env)
         .start();
@@ -404,7 +404,7 @@ async fn tls_to_the_database_verifies_the_certificate() {
         env.push(("USHER_SCYLLA__TLS_SERVER_NAME", name));
         let mut node = TestNode::builder()
             .open_registration()
-            .no_rate_limit()
+            .no_address_limits()
             .fast_hashing()
             .set_all(&env)
             .launch();
@@ -423,7 +423,7 @@ async fn tls_to_the_database_verifies_the_certificate() {
     // Without the CA the certificate is not trusted: no storage, no start.
     let mut node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set_all(&base)
         .launch();

@@ -8,7 +8,7 @@ use usher_load::client::{Auth, Mech};
 async fn health_and_ready_answer_on_a_running_node() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     assert_eq!(node.http_get("/health"), (200, "ok\n".to_owned()));
@@ -19,7 +19,10 @@ async fn health_and_ready_answer_on_a_running_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_clients_did() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let created = r#"usher_registrations_total{outcome="created",door="ibr"}"#;
     let conflict = r#"usher_registrations_total{outcome="conflict",door="ibr"}"#;
     let refused = r#"usher_registrations_total{outcome="not_acceptable",door="ibr"}"#;
@@ -66,7 +69,7 @@ async fn metrics_count_what_clients_did() {
         "usher_ledger_proposal_seconds_count",
         "usher_raft_commit_seconds_count",
         "usher_ledger_batch_size_count",
-        r#"usher_account_store_seconds_count{op="create",result="ok"}"#,
+        r#"usher_account_store_seconds_count{op="insert",result="ok"}"#,
     ] {
         let value = metric_value(&text, series).unwrap_or(0.0);
         assert!(value >= 1.0, "{series} = {value} in\n{text}");
@@ -79,7 +82,10 @@ async fn metrics_count_what_clients_did() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_pages_show_the_invite_or_say_why_not() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     node.register_via_invite("ann", PASSWORD).await;
     let token = node.invite(&["--contact", "ann"]);
     let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8)";
@@ -299,7 +305,7 @@ async fn web_registration_checks_its_form_token_and_shares_the_address_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_registration_off_the_web_door_is_closed_too() {
     let node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_ALLOW_REGISTRATION", "false")
         .start();

@@ -12,7 +12,10 @@ const INVALID: &str = "The invite token is invalid or expired";
 
 #[tokio::test]
 async fn invite_features_appear_only_where_they_belong() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let mut c = node.connect().await;
     assert!(!c.features.has_child("register", ns::IBR_TOKEN));
     c.starttls().await.unwrap();
@@ -39,7 +42,12 @@ async fn invite_features_appear_only_where_they_belong() {
 
 #[tokio::test]
 async fn preauth_answers_valid_and_every_kind_of_invalid_token() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    // Six bad tokens on one stream: more than it may have by default (5).
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .set("USHER_LIMITS__MAX_PREAUTH_FAILURES", "10")
+        .start();
     let valid = node.invite(&[]);
     let revoked = node.invite(&[]);
     let out = node.cli(&["revoke", &revoked]);
@@ -85,7 +93,10 @@ async fn preauth_answers_valid_and_every_kind_of_invalid_token() {
 
 #[tokio::test]
 async fn registration_needs_an_invite_and_spends_it_once() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let mut c = node.connect_tls().await;
     let reply = c.register("nobody", PASSWORD).await.unwrap();
     assert_iq_error(
@@ -122,7 +133,10 @@ async fn registration_needs_an_invite_and_spends_it_once() {
 
 #[tokio::test]
 async fn bad_username_or_taken_name_leave_the_invite_usable() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     node.register_via_invite("taken", PASSWORD).await;
     let token = node.invite(&[]);
     let mut c = node.with_invite(&token).await;
@@ -149,7 +163,10 @@ async fn bad_username_or_taken_name_leave_the_invite_usable() {
 
 #[tokio::test]
 async fn a_username_bound_invite_refuses_other_names() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let token = node.invite(&["--username", "Bound"]);
     let mut c = node.with_invite(&token).await;
     let reply = c.register("someoneelse", PASSWORD).await.unwrap();
@@ -167,7 +184,10 @@ async fn a_username_bound_invite_refuses_other_names() {
 
 #[tokio::test]
 async fn reset_invites_replace_the_password() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     node.register_via_invite("resetme", PASSWORD).await;
     let token = node.invite(&["--reset", "resetme"]);
     let mut c = node.with_invite(&token).await;
@@ -215,7 +235,10 @@ async fn reset_invites_replace_the_password() {
 
 #[tokio::test]
 async fn group_invite_admits_exactly_its_uses() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let token = node.invite(&["--uses", "3", "--group", "friends"]);
     for i in 0..3 {
         let mut c = node.with_invite(&token).await;
@@ -233,7 +256,10 @@ async fn group_invite_admits_exactly_its_uses() {
 
 #[tokio::test]
 async fn expiry_is_checked_at_preauth_only() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let token = node.invite(&["--ttl", "2s"]);
     let mut c = node.with_invite(&token).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -288,9 +314,106 @@ async fn race(node: &TestNode, clients: usize, uses: u32, round: usize) {
     );
 }
 
+/// Issue 14 on the embedded store: every account write is held up
+/// (`slow-account-write`) longer than the 1 s lease while 30 clients race a
+/// 3-use invite. With lease extensions the writes keep their uses; without
+/// them the janitor fences the names and releases, and the late writes do
+/// not land. Either way: at most 3 accounts, as many uses as accounts, none
+/// pending, and every client told "success" can log in.
+async fn slow_writes_round(node: &TestNode, round: usize) -> usize {
+    let token = node.invite(&["--uses", "3"]);
+    let mut streams = Vec::new();
+    for _ in 0..30 {
+        streams.push(node.with_invite(&token).await);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(streams.len()));
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let user = format!("slow{round}c{i}");
+                let reply = c.register(&user, PASSWORD).await.unwrap();
+                (user, reply.attr("type") == Some("result"))
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let show = loop {
+        let show = node.show(&token);
+        if show.contains("(0 pending") || std::time::Instant::now() > deadline {
+            break show;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(show.contains("(0 pending"), "round {round}: {show}");
+    let mut accounts = 0;
+    for (user, ok) in &outcomes {
+        let exists = node.auth(Mech::Plain, user, PASSWORD).await == Auth::Success;
+        assert!(
+            exists || !ok,
+            "round {round}: {user} was told success but has no account"
+        );
+        accounts += usize::from(exists);
+    }
+    assert!(
+        accounts <= 3,
+        "round {round}: {accounts} accounts on a 3-use invite"
+    );
+    assert!(
+        show.contains(&format!("uses:     {accounts}/3")),
+        "round {round}: {accounts} accounts: {show}"
+    );
+    accounts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_writes_slower_than_the_lease_keep_their_use_by_extending_it() {
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .set("USHER_LEDGER__RESERVATION_LEASE", "1s")
+        .set("USHER_LEDGER__JANITOR_INTERVAL", "200ms")
+        .set("USHER_FAILPOINTS", "slow-account-write:2500ms")
+        .start();
+    for round in 0..2 {
+        assert_eq!(slow_writes_round(&node, round).await, 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_writes_that_lose_their_lease_are_fenced_and_never_land() {
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .set("USHER_LEDGER__RESERVATION_LEASE", "1s")
+        .set("USHER_LEDGER__JANITOR_INTERVAL", "200ms")
+        .set(
+            "USHER_FAILPOINTS",
+            "slow-account-write:2500ms,no-lease-extension",
+        )
+        .start();
+    for round in 0..2 {
+        slow_writes_round(&node, round).await;
+    }
+    assert!(
+        node.log().contains("resolved an expired reservation"),
+        "the janitor never settled a lease"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_race_a_single_use_invite_twenty_times() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     for round in 0..20 {
         race(&node, 50, 1, round).await;
     }
@@ -298,7 +421,10 @@ async fn fifty_clients_race_a_single_use_invite_twenty_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_clients_race_a_five_use_invite_twenty_times() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     for round in 0..20 {
         race(&node, 20, 5, round).await;
     }
@@ -306,7 +432,10 @@ async fn twenty_clients_race_a_five_use_invite_twenty_times() {
 
 #[tokio::test]
 async fn invites_and_uses_survive_a_restart() {
-    let mut node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let mut node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let token = node.invite(&["--uses", "2"]);
     let mut c = node.with_invite(&token).await;
     assert_eq!(
@@ -336,7 +465,7 @@ async fn invites_and_uses_survive_a_restart() {
 /// restart the lease janitor settles the reservation.
 async fn crash_during_registration(failpoint: &str) -> (TestNode, String) {
     let mut node = TestNode::builder()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_LEDGER__RESERVATION_LEASE", "1s")
         .set("USHER_LEDGER__JANITOR_INTERVAL", "200ms")
@@ -396,7 +525,10 @@ async fn crash_before_the_account_write_releases_the_use() {
 
 #[tokio::test]
 async fn cli_lists_shows_revokes_and_reports_errors() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     let a = node.invite(&[]);
     let b = node.invite(&["--unlimited", "--ttl", "1h", "--role", "tester"]);
     // Tokens may begin with '-': the CLI must still take them as tokens.

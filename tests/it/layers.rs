@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
         "metrics",
         "failpoint",
         "blocking_pool",
+        "throttle",
     ],
     &["invites", "config"],
     &["accounts", "ledger"],

@@ -15,6 +15,7 @@ mod accounts;
 mod adhoc;
 mod cluster;
 mod cql;
+mod hostile;
 mod http;
 mod invites;
 mod layers;

@@ -420,14 +420,14 @@ async fn netns_leader_link_down() {
     );
 }
 
-/// A known bug, reproduced on purpose (README, "Network fault tests"): an
-/// account write held up in the network lands after its lease ran out and
-/// the janitor, finding no account, released the use to someone else — one
-/// invite, more accounts than uses. Fails until the saga fences late writes;
-/// scripts/test-all and cluster/soak skip the `known_bug_` tests.
+/// Issue 14's first bug, reproduced on purpose (README, "Network fault
+/// tests"): an account write held up in the network outlives its lease. The
+/// janitor, finding no account, fences the name before it releases the use
+/// to someone else, so when the held-up write reaches the database it no
+/// longer applies: one invite, no more accounts than uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug, fails today; needs root and a CQL database the namespaces reach"]
-async fn known_bug_an_account_write_delayed_past_its_lease_lands_after_the_release() {
+#[ignore = "needs root and a CQL database the namespaces reach"]
+async fn an_account_write_delayed_past_its_lease_cannot_land_after_the_release() {
     use crate::fixture::cluster::{audit_history, Record};
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = crate::fixture::netns::start(3);

@@ -50,7 +50,7 @@ fn entry(jid: &str, sub: &str, ask: bool) -> (String, String, bool) {
 async fn roster_set_push_and_remove() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("ann", PASSWORD).await;
@@ -111,7 +111,7 @@ async fn roster_set_push_and_remove() {
 async fn a_subscription_handshake_between_online_users_ends_in_both() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     node.register("alice", PASSWORD).await;
@@ -158,7 +158,10 @@ async fn a_subscription_handshake_between_online_users_ends_in_both() {
 
 #[tokio::test]
 async fn registering_with_a_contact_invite_makes_mutual_contacts() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     node.register_via_invite("alice", PASSWORD).await;
     let mut alice = login(&node, "alice").await;
     let token = node.invite(&["--contact", "alice"]);
@@ -197,7 +200,10 @@ async fn registering_with_a_contact_invite_makes_mutual_contacts() {
 
 #[tokio::test]
 async fn xep0379_preapproved_subscription_with_the_inviter_offline() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     node.register_via_invite("alice", PASSWORD).await;
     node.register_via_invite("bob", PASSWORD).await;
     let token = node.invite(&["--contact", "alice", "--no-register"]);
@@ -238,7 +244,10 @@ async fn xep0379_preapproved_subscription_with_the_inviter_offline() {
 
 #[tokio::test]
 async fn a_bogus_or_misdirected_token_is_an_ordinary_request() {
-    let node = TestNode::builder().no_rate_limit().fast_hashing().start();
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .start();
     for u in ["alice", "bob", "eve"] {
         node.register_via_invite(u, PASSWORD).await;
     }
@@ -272,4 +281,97 @@ async fn a_bogus_or_misdirected_token_is_an_ordinary_request() {
     eve.wait_for(is_presence("subscribe", "bob@localhost"))
         .await
         .unwrap();
+}
+
+/// Issue 14: removing an account ends every session, takes the user out of
+/// the contacts' rosters, revokes the invites bound to the name or naming
+/// the user as inviter, and quarantines the name; whoever registers it
+/// after the quarantine starts with an empty roster.
+#[tokio::test]
+async fn removing_an_account_leaves_nothing_to_the_next_holder_of_its_name() {
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .set("USHER_ACCOUNT_QUARANTINE", "4s")
+        .start();
+    node.register_via_invite("alice", PASSWORD).await;
+    let mut alice = login(&node, "alice").await;
+    // Made before erin exists, and never used: bound to her name.
+    let bound = node.invite(&["--username", "erin"]);
+    let token = node.invite(&["--contact", "alice"]);
+    let mut c = node.with_invite(&token).await;
+    let reply = c.register("erin", PASSWORD).await.unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    alice
+        .wait_for(is_push_for("erin@localhost", "both"))
+        .await
+        .unwrap();
+    let reset = node.invite(&["--reset", "erin"]);
+    let erins = node.invite(&["--contact", "erin"]);
+    let mut first = login(&node, "erin").await;
+    let mut second = login(&node, "erin").await;
+    let remove = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_child(
+            Element::new("query", ns::REGISTER).with_child(Element::new("remove", ns::REGISTER)),
+        );
+    assert_eq!(
+        first.request(remove).await.unwrap().attr("type"),
+        Some("result")
+    );
+    // The other session ends too.
+    let el = second.next_element().await.unwrap();
+    assert_eq!(
+        stream_error(&el),
+        ("not-authorized".into(), Some("Account removed".into()))
+    );
+    // erin leaves alice's roster, and alice's client is told.
+    alice
+        .wait_for(is_push_for("erin@localhost", "remove"))
+        .await
+        .unwrap();
+    assert!(alice.roster().await.unwrap().is_empty());
+    // Every invite that could act for the name is revoked.
+    for token in [&bound, &reset, &erins] {
+        let show = node.show(token);
+        assert!(show.contains("revoked"), "{show}");
+        let mut c = node.connect_tls().await;
+        let reply = c.preauth(token).await.unwrap();
+        assert_eq!(reply.attr("type"), Some("error"), "{reply:?}");
+    }
+    // The name is quarantined...
+    let fresh = node.invite(&[]);
+    let mut c = node.with_invite(&fresh).await;
+    let reply = c.register("erin", PASSWORD).await.unwrap();
+    assert_iq_error(&reply, "cancel", "conflict", None);
+    // ...then free, for someone who inherits nothing.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let reply = c.register("erin", PASSWORD).await.unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    let mut erin = login(&node, "erin").await;
+    assert!(erin.roster().await.unwrap().is_empty());
+    assert!(alice.roster().await.unwrap().is_empty());
+}
+
+/// A name listed in `admins` gets an administrator's rights, so only an
+/// operator's invite bound to that name can register it: not anyone with
+/// an invite, before or after the account exists.
+#[tokio::test]
+async fn an_administrators_name_needs_an_invite_made_for_it() {
+    let node = TestNode::builder()
+        .no_address_limits()
+        .fast_hashing()
+        .set("USHER_ADMINS", "[\"boss@localhost\"]")
+        .start();
+    let open = node.invite(&[]);
+    let mut c = node.with_invite(&open).await;
+    let reply = c.register("boss", PASSWORD).await.unwrap();
+    assert_iq_error(&reply, "cancel", "forbidden", None);
+    // The same invite still works for another name.
+    let reply = c.register("worker", PASSWORD).await.unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    let bound = node.invite(&["--username", "boss"]);
+    let mut c = node.with_invite(&bound).await;
+    let reply = c.register("boss", PASSWORD).await.unwrap();
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
 }

@@ -42,7 +42,7 @@ async fn raw_exchange(node: &TestNode, bytes: &[u8]) -> String {
 async fn malformed_xml_is_not_well_formed() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let bystander = node.connect_tls().await;
@@ -70,7 +70,7 @@ async fn malformed_xml_is_not_well_formed() {
 async fn doctype_entities_and_processing_instructions_are_restricted() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     // A DOCTYPE before the stream header.
@@ -105,7 +105,7 @@ async fn doctype_entities_and_processing_instructions_are_restricted() {
 async fn a_one_mebibyte_stanza_is_a_policy_violation() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut bystander = node.connect_tls().await;
@@ -126,7 +126,7 @@ async fn a_one_mebibyte_stanza_is_a_policy_violation() {
 async fn nesting_too_deep_is_a_policy_violation() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let deep = format!("<iq type='get'>{}", "<a>".repeat(100));
@@ -138,7 +138,7 @@ async fn nesting_too_deep_is_a_policy_violation() {
 async fn registration_before_tls_is_refused_and_the_stream_stays() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut c = node.connect().await;
@@ -172,7 +172,7 @@ async fn registration_before_tls_is_refused_and_the_stream_stays() {
 async fn other_stanzas_before_tls_end_the_stream() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let (condition, text, _) = stream_error_after(
@@ -189,7 +189,7 @@ async fn other_stanzas_before_tls_end_the_stream() {
 async fn stream_header_checks() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     for (header, expected) in [
@@ -221,7 +221,7 @@ async fn stream_header_checks() {
 async fn unknown_elements_and_namespaces_do_not_kill_the_stream() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut c = node.connect_tls().await;
@@ -259,7 +259,7 @@ async fn unknown_elements_and_namespaces_do_not_kill_the_stream() {
 async fn silent_streams_time_out_before_authentication() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_LIMITS__PRE_AUTH_IDLE_TIMEOUT", "1s")
         .start();
@@ -273,7 +273,7 @@ async fn silent_streams_time_out_before_authentication() {
 async fn connections_over_the_limit_are_refused() {
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .set("USHER_LIMITS__MAX_CONNECTIONS", "2")
         .start();
@@ -302,7 +302,7 @@ async fn pipelined_plaintext_after_starttls_is_discarded() {
     // <starttls/>: it must never be processed as if it came over TLS.
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let mut c = node.connect().await;
@@ -335,7 +335,7 @@ async fn a_stream_header_sent_with_the_tls_finished_is_answered() {
     use std::io::{Read, Write};
     let node = TestNode::builder()
         .open_registration()
-        .no_rate_limit()
+        .no_address_limits()
         .fast_hashing()
         .start();
     let addr = node.addr;

@@ -414,17 +414,26 @@ impl ScramClient {
     }
 }
 
-/// Deterministic stand-in keys for a username that has no account: the salt is
-/// stable per username (from a server secret), and no proof can match.
-pub fn decoy_keys(alg: HashAlg, secret: &[u8], username: &str, iterations: u32) -> ScramKeys {
-    let seed = HashAlg::Sha256.hmac(secret, format!("decoy-salt\0{username}").as_bytes());
-    let unmatchable = HashAlg::Sha256.hmac(secret, format!("decoy-key\0{username}").as_bytes());
+/// Length of every salt the server hands out, real or decoy.
+pub const SALT_LEN: usize = 16;
+
+/// Deterministic stand-in keys for a username that has no account (or no keys
+/// for `alg`). `name` is the normalised username (the raw bytes only when it
+/// does not normalise), so `ALICE` and `alice` get the same answer as they do
+/// for a real account. The salt is keyed by the node secret and differs per
+/// hash, like the two random salts of a real account; no proof can match.
+pub fn decoy_keys(alg: HashAlg, secret: &[u8], name: &str, iterations: u32) -> ScramKeys {
+    let derive = |purpose: &str| {
+        let input = format!("{purpose}\0{}\0{name}", alg.name());
+        HashAlg::Sha256.hmac(secret, input.as_bytes())
+    };
     let len = match alg {
         HashAlg::Sha1 => 20,
         HashAlg::Sha256 => 32,
     };
+    let unmatchable = derive("decoy-key");
     ScramKeys {
-        salt: seed[..16].to_vec(),
+        salt: derive("salt")[..SALT_LEN].to_vec(),
         iterations,
         stored_key: unmatchable[..len].to_vec(),
         server_key: unmatchable[..len].to_vec(),
@@ -516,14 +525,25 @@ mod tests {
     }
 
     #[test]
-    fn decoys_are_stable_and_never_match() {
+    fn decoys_are_stable_per_hash_and_never_match() {
         let a = decoy_keys(HashAlg::Sha1, b"secret", "nobody", 4096);
         assert_eq!(a, decoy_keys(HashAlg::Sha1, b"secret", "nobody", 4096));
+        assert_eq!(a.salt.len(), SALT_LEN);
         assert_ne!(
             a.salt,
             decoy_keys(HashAlg::Sha1, b"secret", "other", 4096).salt
         );
+        // One salt per hash, as a real account has.
+        let b = decoy_keys(HashAlg::Sha256, b"secret", "nobody", 4096);
+        assert_ne!(a.salt, b.salt);
+        assert_eq!(b.salt.len(), SALT_LEN);
+        // Keyed by the node secret: another node answers differently.
+        assert_ne!(
+            a.salt,
+            decoy_keys(HashAlg::Sha1, b"other secret", "nobody", 4096).salt
+        );
         assert!(!a.verify_password(HashAlg::Sha1, ""));
+        assert!(!b.verify_password(HashAlg::Sha256, "nobody"));
     }
 
     #[test]
