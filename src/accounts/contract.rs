@@ -222,7 +222,11 @@ pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
     assert!(store.get(&alice).await.unwrap().is_none());
     assert!(store.roster(&alice).await.unwrap().is_empty());
     assert!(store.take_offline(&alice).await.unwrap().is_empty());
-    assert_eq!(store.roster(&bob).await.unwrap().len(), bobs, "others' rosters stay");
+    assert_eq!(
+        store.roster(&bob).await.unwrap().len(),
+        bobs,
+        "others' rosters stay"
+    );
     let tomb = store.row(&alice).await.unwrap().unwrap();
     assert_eq!(
         (tomb.state, tomb.quarantine_until, tomb.fenced_until),

@@ -7,7 +7,7 @@ use crate::accounts::roster_version;
 use crate::accounts::{RosterItem, StoreError};
 use crate::sessions::{roster_item_element, roster_push_versioned};
 use crate::xmpp::errors::{Condition, ErrorType, StanzaError};
-use crate::xmpp::jid::{Jid, Username};
+use crate::xmpp::jid::{Jid, Username, MAX_PART_BYTES};
 use crate::xmpp::stanza::Subscription;
 use crate::xmpp::{ns, Element};
 
@@ -133,12 +133,27 @@ impl Session {
                 .collect();
             groups.sort();
             groups.dedup();
-            if groups.iter().any(|g| g.is_empty() || g.len() > 1023) {
-                return self.reply_error(
-                    iq,
-                    StanzaError::new(ErrorType::Modify, Condition::NotAcceptable)
-                        .with_text("Invalid group name"),
-                );
+            if let Err(error) = self.check_item(item, &groups) {
+                return self.reply_error(iq, error);
+            }
+            match self.room_for(&user, &jid).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    crate::metrics::rate_limit_hit("roster_items_per_user");
+                    return self.reply_error(
+                        iq,
+                        StanzaError::new(ErrorType::Cancel, Condition::NotAllowed).with_text(
+                            format!(
+                                "The roster is full ({} contacts)",
+                                self.shared.config.limits.roster_items_per_user
+                            ),
+                        ),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "roster read failed");
+                    return self.reply_error(iq, StanzaError::internal("Please try again later"));
+                }
             }
             match self.load_item(&user, &jid).await {
                 Ok(mut existing) => {
@@ -162,6 +177,38 @@ impl Session {
                 self.reply_error(iq, StanzaError::internal("Please try again later"));
             }
         }
+    }
+
+    /// RFC 6121 §2.3.3: names and groups within the server's limits (a
+    /// JID part's 1023 bytes, `limits.roster_groups_per_item`), or
+    /// `not-acceptable`.
+    fn check_item(&self, item: &Element, groups: &[String]) -> Result<(), StanzaError> {
+        let refuse = |text: &str| {
+            Err(StanzaError::new(ErrorType::Modify, Condition::NotAcceptable).with_text(text))
+        };
+        if groups
+            .iter()
+            .any(|g| g.is_empty() || g.len() > MAX_PART_BYTES)
+        {
+            return refuse("Invalid group name");
+        }
+        if groups.len() > self.shared.config.limits.roster_groups_per_item {
+            return refuse("Too many groups");
+        }
+        if item.attr("name").is_some_and(|n| n.len() > MAX_PART_BYTES) {
+            return refuse("The name is too long");
+        }
+        Ok(())
+    }
+
+    /// Whether `jid` is on the roster already or there is room to add it.
+    async fn room_for(&self, user: &Username, jid: &str) -> Result<bool, StoreError> {
+        let store = &self.shared.store;
+        if store.roster_item(user, jid).await?.is_some() {
+            return Ok(true);
+        }
+        let limit = self.shared.config.limits.roster_items_per_user;
+        Ok(store.roster(user).await?.len() < limit)
     }
 
     /// A contact's bare JID in canonical form, if it is one.

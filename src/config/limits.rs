@@ -38,6 +38,11 @@ pub struct Limits {
     /// Stanzas a bound client may send per second, in bursts of up to one
     /// second's worth; beyond it they get `wait`/`resource-constraint`.
     pub stanzas_per_second: u32,
+    /// Contacts one roster may hold; a roster set adding one more gets
+    /// `cancel`/`not-allowed`.
+    pub roster_items_per_user: usize,
+    /// Groups one roster item may be in; more get `modify`/`not-acceptable`.
+    pub roster_groups_per_item: usize,
     /// Time a client gets to send a request's headers (and between requests on
     /// a kept-alive connection) on the HTTP listener.
     #[serde(with = "humantime_serde")]
@@ -85,6 +90,8 @@ impl Default for Limits {
             registration_queue: 64,
             offline_messages_per_user: 100,
             stanzas_per_second: 200,
+            roster_items_per_user: 1000,
+            roster_groups_per_item: 32,
             http_header_timeout: Duration::from_secs(10),
             http_request_timeout: Duration::from_secs(30),
             auth_failures_per_address: 20,
@@ -176,6 +183,18 @@ impl Limits {
             self.stanzas_per_second,
             1,
             1_000_000,
+        )?;
+        count(
+            "limits.roster_items_per_user",
+            self.roster_items_per_user,
+            1,
+            100_000,
+        )?;
+        count(
+            "limits.roster_groups_per_item",
+            self.roster_groups_per_item,
+            1,
+            1000,
         )?;
         self.check_guessing()
     }

@@ -380,3 +380,70 @@ async fn an_administrators_name_needs_an_invite_made_for_it() {
     let reply = c.register("boss", PASSWORD).await.unwrap();
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
 }
+
+/// A roster set of one item with `name` and `groups`.
+fn roster_set(jid: &str, name: &str, groups: usize) -> Element {
+    let mut item = Element::new("item", ns::ROSTER)
+        .with_attr("jid", jid)
+        .with_attr("name", name);
+    for g in 0..groups {
+        item.push_child(Element::new("group", ns::ROSTER).with_text(format!("g{g}")));
+    }
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_child(Element::new("query", ns::ROSTER).with_child(item))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_stays_within_its_limits() {
+    let node = TestNode::builder()
+        .open_registration()
+        .fast_hashing()
+        .set("USHER_LIMITS__ROSTER_ITEMS_PER_USER", "5")
+        .set("USHER_LIMITS__ROSTER_GROUPS_PER_ITEM", "3")
+        .start();
+    node.register("kim", PASSWORD).await;
+    let mut c = login(&node, "kim").await;
+    for n in 0..5 {
+        let reply = c
+            .request(roster_set(&format!("c{n}@localhost"), "friend", 3))
+            .await
+            .unwrap();
+        assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    }
+    let full = c.request(roster_set("c5@localhost", "one more", 0)).await;
+    assert_iq_error(
+        &full.unwrap(),
+        "cancel",
+        "not-allowed",
+        Some("The roster is full (5 contacts)"),
+    );
+    // Changing a contact that is there still works.
+    let reply = c.request(roster_set("c0@localhost", "renamed", 1)).await;
+    assert_eq!(reply.unwrap().attr("type"), Some("result"));
+    let too_many = c.request(roster_set("c1@localhost", "x", 4)).await;
+    assert_iq_error(
+        &too_many.unwrap(),
+        "modify",
+        "not-acceptable",
+        Some("Too many groups"),
+    );
+    let long_name = c
+        .request(roster_set("c1@localhost", &"n".repeat(1024), 0))
+        .await;
+    assert_iq_error(
+        &long_name.unwrap(),
+        "modify",
+        "not-acceptable",
+        Some("The name is too long"),
+    );
+    // RFC 7622: no JID part over 1023 bytes (the issue's 100 KB contacts).
+    let long_jid = format!("{}@localhost", "j".repeat(100_000));
+    let reply = c.request(roster_set(&long_jid, "x", 0)).await.unwrap();
+    assert_iq_error(&reply, "modify", "bad-request", None);
+    assert_eq!(c.roster().await.unwrap().len(), 5);
+    assert_eq!(
+        node.metric(r#"usher_rate_limit_hits_total{limit="roster_items_per_user"}"#),
+        1.0
+    );
+}
