@@ -68,6 +68,9 @@ impl Session {
         let roster = self.shared.store.roster(&user).await?;
         broadcast(&self.shared, &user, &roster, &stanza, &directed);
         if available && !was_available {
+            // Every node routes to this session before its queue is taken, so
+            // nothing is kept for it after that.
+            directory.until_announced().await;
             self.answer_probes(&user, &jid, &roster);
             self.send_pending_requests().await?;
             self.send_offline_messages(&user).await?;

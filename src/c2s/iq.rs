@@ -73,7 +73,7 @@ impl Session {
             }
             (ns::PARS, "preauth", true) if !logged_in => self.on_preauth(&iq, &payload).await,
             (ns::PING, "ping", false) => self.send(&iq_result(&iq)),
-            (ns::BIND, "bind", true) => self.on_bind(&iq, &payload),
+            (ns::BIND, "bind", true) => self.on_bind(&iq, &payload).await,
             (ns::SESSION, "session", true) if logged_in => self.send(&iq_result(&iq)),
             (ns::DISCO_INFO, "query", false) if payload.attr("node").is_none() => {
                 let info = self.disco_info();
@@ -145,7 +145,7 @@ impl Session {
         }
     }
 
-    fn on_bind(&mut self, iq: &Element, bind: &Element) {
+    async fn on_bind(&mut self, iq: &Element, bind: &Element) {
         let user = match &self.stage {
             Stage::Authenticated(user) => user.clone(),
             Stage::Bound(_) => {
@@ -176,6 +176,8 @@ impl Session {
                 .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string())),
         );
         self.bind(user, jid);
+        // A client may address its full JID from anywhere once it has it.
+        self.shared.directory.until_announced().await;
         self.send(&reply);
     }
 

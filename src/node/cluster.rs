@@ -50,7 +50,6 @@ pub(super) async fn start(
         advertise: c.advertised(),
         replication: c.replication,
         limits: config.limits.reader(),
-        store: store.clone(),
     };
     let serve =
         crate::peer::service::serve(listener, service, secret, stop.clone().cancelled_owned());

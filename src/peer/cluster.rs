@@ -277,6 +277,7 @@ async fn announce_sessions(
     loop {
         let _ = tokio::time::timeout(SESSIONS_EVERY, directory.local_changed()).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
+        let generation = directory.local_generation();
         let sessions: Vec<proto::SessionEntry> = directory
             .local_sessions()
             .into_iter()
@@ -309,7 +310,10 @@ async fn announce_sessions(
                     }
                 }
             });
+        // Peers that did not answer hear of it next round; a session waiting
+        // for this round goes on either way.
         futures_util::future::join_all(calls).await;
+        directory.mark_announced(generation);
     }
 }
 

@@ -13,7 +13,6 @@ use crate::invites::Command;
 use crate::ledger::membership::Change;
 use crate::ledger::types::{LedgerRaft, NodeId};
 use crate::ledger::{LedgerError, LedgerHandle};
-use crate::sessions::kept::deliver_kept;
 use crate::sessions::{Presence, RemoteSession, SessionDirectory};
 use crate::xmpp::jid::Username;
 use crate::xmpp::reader::{parse_stanza, ReaderLimits};
@@ -25,14 +24,7 @@ pub struct PeerService {
     pub advertise: String,
     pub replication: usize,
     pub limits: ReaderLimits,
-    /// For messages kept for a user who just became available on a peer.
-    pub store: Arc<dyn crate::accounts::AccountStore>,
 }
-
-/// How long after a peer's session became available this node looks for
-/// messages it kept for that user meanwhile (well beyond one announcement's
-/// trip, so that the owner's own delivery at initial presence goes first).
-const KEPT_RACE_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn bad(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
@@ -221,21 +213,11 @@ impl Peer for PeerService {
                 },
             ));
         }
-        let came = self.directory.replace_remote(r.node, sessions);
-        // A message may have been kept for them by this node while it did
-        // not know them available yet. Their own node takes the queue at
-        // their initial presence; what is left a moment later came in that
-        // window, and goes to them from here.
-        for user in came {
-            let (directory, store, limits) =
-                (self.directory.clone(), self.store.clone(), self.limits);
-            tokio::spawn(async move {
-                tokio::time::sleep(KEPT_RACE_WINDOW).await;
-                if let Err(e) = deliver_kept(&directory, store.as_ref(), limits, &user).await {
-                    tracing::warn!(error = %e, "kept messages not delivered");
-                }
-            });
-        }
+        // No late delivery of kept messages is needed from here: a session's
+        // own node takes its queue only after this table reached us
+        // (`until_announced`), and a sender that stored a message meanwhile
+        // looks again after storing it.
+        self.directory.replace_remote(r.node, sessions);
         Ok(Response::new(proto::SessionsReply {}))
     }
 

@@ -2,6 +2,7 @@
 //! their connection actors: for roster pushes and presence subscriptions.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,16 @@ pub struct SessionDirectory {
     /// Woken when a local session is bound, unbound or changes presence, so
     /// that the other nodes hear of it.
     changed: tokio::sync::Notify,
+    /// Counts those changes; `announced` is the count the last finished
+    /// announcement round covered, so a session can wait until the other
+    /// nodes (those that answer) can reach it.
+    generation: AtomicU64,
+    announced: tokio::sync::watch::Sender<u64>,
 }
+
+/// How long a bind or an initial presence waits for the other nodes to
+/// acknowledge it before it goes on without them.
+pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 
 impl SessionDirectory {
     pub fn new(domain: Domain) -> SessionDirectory {
@@ -60,6 +70,46 @@ impl SessionDirectory {
             fanout: OnceLock::new(),
             remote: RwLock::default(),
             changed: tokio::sync::Notify::new(),
+            generation: AtomicU64::new(0),
+            announced: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    fn local_change(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// The count of local changes so far; announce what is listed after
+    /// reading it, then `mark_announced` it.
+    pub fn local_generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// An announcement round of the table as of `generation` has finished.
+    pub fn mark_announced(&self, generation: u64) {
+        self.announced.send_if_modified(|seen| {
+            let newer = generation > *seen;
+            if newer {
+                *seen = generation;
+            }
+            newer
+        });
+    }
+
+    /// On a cluster node, waits (at most `ANNOUNCE_WAIT`) until an
+    /// announcement round has covered every local change made so far: after a bind or an
+    /// initial presence they route to the session rather than keep its
+    /// messages. A node alone returns at once.
+    pub async fn until_announced(&self) {
+        if self.fanout.get().is_none() {
+            return;
+        }
+        let target = self.local_generation();
+        let mut seen = self.announced.subscribe();
+        let reached = tokio::time::timeout(ANNOUNCE_WAIT, seen.wait_for(|g| *g >= target)).await;
+        if reached.is_err() {
+            tracing::debug!("no announcement round finished in time");
         }
     }
 
@@ -72,7 +122,7 @@ impl SessionDirectory {
                 presence: None,
             });
         }
-        self.changed.notify_one();
+        self.local_change();
     }
 
     pub fn unregister(&self, user: &Username, conn: u64) {
@@ -84,7 +134,7 @@ impl SessionDirectory {
                 }
             }
         }
-        self.changed.notify_one();
+        self.local_change();
     }
 
     /// Records the session's presence (None: unavailable).
@@ -97,7 +147,7 @@ impl SessionDirectory {
                 b.presence = presence;
             }
         }
-        self.changed.notify_one();
+        self.local_change();
     }
 
     /// The user's bound resources, on this node and the others, and their presence.
