@@ -24,7 +24,8 @@ fn user(name: &str) -> Username {
     Username::parse(name).expect("valid test username")
 }
 
-/// Runs every check; `prefix` keeps names apart when stores are shared.
+/// Runs every check; `prefix` keeps names apart when stores are shared. One
+/// long sequence on purpose: later checks build on the state earlier ones left.
 pub async fn exercise(store: Arc<dyn AccountStore>, prefix: &str) {
     let name = |n: &str| format!("{prefix}{n}");
     let alice = user(&name("alice"));

@@ -77,7 +77,8 @@ pub struct ScyllaStore {
 
 impl ScyllaStore {
     /// Connects, creates the keyspace and tables if needed, and prepares
-    /// every statement.
+    /// every statement. Long because it is the schema and the statement table
+    /// in one place, each CQL string beside the name it is used by.
     pub async fn connect(config: &ScyllaConfig) -> Result<ScyllaStore, StoreError> {
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.nodes)

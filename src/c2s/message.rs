@@ -68,13 +68,7 @@ impl Session {
     ) -> Result<(), StoreError> {
         let directory = self.shared.directory.clone();
         let bound = directory.resources(user);
-        let sessions: Vec<routing::Session> = bound
-            .iter()
-            .map(|(resource, presence)| routing::Session {
-                resource,
-                priority: presence.as_ref().map(|p| p.priority),
-            })
-            .collect();
+        let sessions = routing::sessions_of(&bound);
         let resource = to.resource.as_ref().map(|r| r.as_str());
         match routing::route_message(kind, resource, &sessions) {
             Route::Resources(resources) => {

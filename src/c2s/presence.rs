@@ -111,36 +111,8 @@ impl Session {
         let theirs = self.load_item(&contact, &me).await?;
         match kind {
             Subscription::Subscribe => {
-                if let Some(token) = presence
-                    .get_child("preauth", ns::PARS)
-                    .and_then(|p| p.attr("token"))
-                    .and_then(Token::parse)
-                {
-                    if self.preapproved(&user, &contact, token).await? {
-                        return Ok(());
-                    }
-                }
-                let (mut mine, mut theirs) = (mine, theirs);
-                mine.sent_subscribe();
-                if theirs.subscription.has_from() {
-                    // Already approved: answer for the contact at once.
-                    mine.got_subscribed();
-                    self.save_and_push(&user, mine).await?;
-                    self.deliver_presence(&user, &them, Subscription::Subscribed);
-                } else if theirs.approved {
-                    // Pre-approved by the contact (§3.4): approved now.
-                    theirs.got_subscribe();
-                    theirs.sent_subscribed();
-                    self.save_and_push(&contact, theirs).await?;
-                    mine.got_subscribed();
-                    self.save_and_push(&user, mine).await?;
-                    self.deliver_presence(&user, &them, Subscription::Subscribed);
-                } else {
-                    self.save_and_push(&user, mine).await?;
-                    theirs.got_subscribe();
-                    self.save_and_push(&contact, theirs).await?;
-                    self.deliver_presence(&contact, &me, Subscription::Subscribe);
-                }
+                self.subscribe(presence, (&user, mine), (&contact, theirs))
+                    .await?;
             }
             Subscription::Subscribed if !mine.pending_in => {
                 // RFC 6121 §3.4: approved before being asked.
@@ -164,6 +136,50 @@ impl Session {
                 let theirs: Side = (&contact, theirs, RosterItem::lose_to);
                 self.transition(kind, mine, theirs).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// A subscription request (RFC 6121 §3.1): one carrying a valid XEP-0379
+    /// token is settled by it; otherwise it is approved at once when the
+    /// contact already lets the user see them or pre-approved it (§3.4), and
+    /// passed on to the contact when neither.
+    async fn subscribe(
+        &mut self,
+        presence: &Element,
+        (user, mut mine): (&Username, RosterItem),
+        (contact, mut theirs): (&Username, RosterItem),
+    ) -> Result<(), StoreError> {
+        let me = self.bare_jid(user);
+        let them = self.bare_jid(contact);
+        if let Some(token) = presence
+            .get_child("preauth", ns::PARS)
+            .and_then(|p| p.attr("token"))
+            .and_then(Token::parse)
+        {
+            if self.preapproved(user, contact, token).await? {
+                return Ok(());
+            }
+        }
+        mine.sent_subscribe();
+        if theirs.subscription.has_from() {
+            // Already approved: answer for the contact at once.
+            mine.got_subscribed();
+            self.save_and_push(user, mine).await?;
+            self.deliver_presence(user, &them, Subscription::Subscribed);
+        } else if theirs.approved {
+            // Pre-approved by the contact (§3.4): approved now.
+            theirs.got_subscribe();
+            theirs.sent_subscribed();
+            self.save_and_push(contact, theirs).await?;
+            mine.got_subscribed();
+            self.save_and_push(user, mine).await?;
+            self.deliver_presence(user, &them, Subscription::Subscribed);
+        } else {
+            self.save_and_push(user, mine).await?;
+            theirs.got_subscribe();
+            self.save_and_push(contact, theirs).await?;
+            self.deliver_presence(contact, &me, Subscription::Subscribe);
         }
         Ok(())
     }

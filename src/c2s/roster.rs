@@ -82,34 +82,37 @@ impl Session {
             );
         };
         if iq.attr("type") == Some("get") {
-            return match self.shared.store.roster(&user).await {
-                // §2.6.3: a client holding the current version gets an empty
-                // result; otherwise the roster and its version.
-                Ok(items) if query.attr("ver").is_some() => {
-                    let ver = roster_version(&items);
-                    if query.attr("ver") == Some(ver.as_str()) {
-                        self.send(&iq_result(iq));
-                    } else {
-                        let mut q = Element::new("query", ns::ROSTER).with_attr("ver", ver);
-                        for item in items.iter().filter(|i| i.is_visible()) {
-                            q.push_child(roster_item_element(item));
-                        }
-                        self.send(&iq_result(iq).with_child(q));
-                    }
-                }
-                Ok(items) => {
-                    let mut q = Element::new("query", ns::ROSTER);
-                    for item in items.iter().filter(|i| i.is_visible()) {
-                        q.push_child(roster_item_element(item));
-                    }
-                    self.send(&iq_result(iq).with_child(q));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "roster read failed");
-                    self.reply_error(iq, StanzaError::internal("Please try again later"));
-                }
-            };
+            return self.roster_get(iq, query, &user).await;
         }
+        self.roster_set(iq, query, &user).await
+    }
+
+    async fn roster_get(&mut self, iq: &Element, query: &Element, user: &Username) {
+        let items = match self.shared.store.roster(user).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(error = %e, "roster read failed");
+                return self.reply_error(iq, StanzaError::internal("Please try again later"));
+            }
+        };
+        // §2.6.3: a client holding the current version gets an empty result;
+        // one asking with another version the roster and its version.
+        let ver = query.attr("ver").map(|_| roster_version(&items));
+        if ver.is_some() && query.attr("ver") == ver.as_deref() {
+            return self.send(&iq_result(iq));
+        }
+        let mut q = Element::new("query", ns::ROSTER);
+        if let Some(ver) = ver {
+            q.set_attr("ver", ver);
+        }
+        for item in items.iter().filter(|i| i.is_visible()) {
+            q.push_child(roster_item_element(item));
+        }
+        self.send(&iq_result(iq).with_child(q));
+    }
+
+    async fn roster_set(&mut self, iq: &Element, query: &Element, user: &Username) {
+        let user = user.clone();
         let mut items = query.children().filter(|c| c.is("item", ns::ROSTER));
         let (Some(item), None) = (items.next(), items.next()) else {
             return self.reply_error(

@@ -17,6 +17,8 @@ pub enum Action {
     Unquarantine { username: String },
 }
 
+// Long because it is one flat arm per `usher account` subcommand: each arm is
+// a request and how its answer is printed, read in place.
 pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
     let mut client = connect(&conn).await?;
     match action {

@@ -119,6 +119,8 @@ pub enum StateArg {
     UsedUp,
 }
 
+// Long because it is one flat arm per `usher invite` subcommand: each arm is
+// a request and how its answer is printed, read in place.
 pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
     let mut client = connect(&conn).await?;
     match action {

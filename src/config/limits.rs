@@ -117,6 +117,7 @@ impl Limits {
         }
     }
 
+    /// One range per key, in the struct's order (long, but a plain list).
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         // RFC 6120 §13.12: a server must accept stanzas of at least 10000 bytes.
         count(

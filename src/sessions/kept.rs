@@ -38,13 +38,7 @@ pub async fn deliver_kept(
             continue;
         };
         let bound = directory.resources(user);
-        let sessions: Vec<routing::Session> = bound
-            .iter()
-            .map(|(resource, presence)| routing::Session {
-                resource,
-                priority: presence.as_ref().map(|p| p.priority),
-            })
-            .collect();
+        let sessions = routing::sessions_of(&bound);
         match routing::route_message(MessageType::of(&stanza), None, &sessions) {
             Route::Resources(resources) => {
                 directory.send_to(user, &resources, &stanza);

@@ -12,6 +12,18 @@ pub struct Session<'a> {
     pub priority: Option<i8>,
 }
 
+/// The routing view of a user's bound resources as the directory lists
+/// them (a resource without presence is bound but not available).
+pub fn sessions_of(bound: &[(String, Option<super::Presence>)]) -> Vec<Session<'_>> {
+    bound
+        .iter()
+        .map(|(resource, presence)| Session {
+            resource,
+            priority: presence.as_ref().map(|p| p.priority),
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// To these resources.
