@@ -32,12 +32,30 @@ impl Actor for C2sConnection {
 }
 
 impl Handler<Deliver> for C2sConnection {
-    type Result = ();
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) {
-        if let Some(s) = self.session.as_mut() {
-            s.deliver(msg.0);
-        }
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
+        let taking = crate::sessions::is_take_kept(&msg.0);
+        let session = match self.session.as_mut() {
+            Some(s) if !taking => {
+                s.deliver(msg.0);
+                None
+            }
+            Some(_) => self.session.take(),
+            None => None,
+        };
+        let Some(mut session) = session else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        // Reading the store: like a stanza, the next message waits for it.
+        AtomicResponse::new(Box::pin(
+            async move {
+                session.take_kept().await;
+                session
+            }
+            .into_actor(self)
+            .map(|session, act, _ctx| act.session = Some(session)),
+        ))
     }
 }
 

@@ -104,13 +104,23 @@ impl Session {
             return Ok(());
         }
         // The user may have come online between the routing and the store:
-        // whoever takes the queue first delivers it, so it is not left behind.
+        // their sessions take the queue again, so it is not left behind.
         let directory = self.shared.directory.clone();
         if directory.resources(user).iter().any(|(_, p)| p.is_some()) {
-            let limits = self.shared.config.limits.reader();
-            kept::deliver_kept(&directory, store.as_ref(), limits, user).await?;
+            directory.send_to_available(user, &crate::sessions::take_kept(), None);
         }
         Ok(())
+    }
+
+    /// Asked by a sender that kept a message while this session came online.
+    pub(super) async fn take_kept(&mut self) {
+        let Some(user) = self.bound().filter(|b| b.available).map(|b| b.user.clone()) else {
+            return;
+        };
+        if let Err(e) = self.send_offline_messages(&user).await {
+            tracing::warn!(user = %user, error = %e, "kept messages not taken");
+        }
+        self.io.flush();
     }
 
     /// At initial presence: what was kept for the user, oldest first, to

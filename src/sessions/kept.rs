@@ -3,12 +3,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::routing::{self, Route};
 use super::SessionDirectory;
 use crate::accounts::{AccountStore, OfflineMessage, StoreError};
 use crate::xmpp::jid::{Domain, Username};
 use crate::xmpp::reader::ReaderLimits;
-use crate::xmpp::stanza::MessageType;
 use crate::xmpp::{ns, Element};
 
 /// A kept message as stored, with its delay stamp; None if it cannot be read.
@@ -22,33 +20,6 @@ pub fn delayed(m: &OfflineMessage, limits: ReaderLimits, domain: &Domain) -> Opt
             .with_text("Offline storage"),
     );
     Some(stanza)
-}
-
-/// Takes the user's queue and routes each message to the user's available
-/// resources; what finds none goes back into the queue rather than be lost.
-pub async fn deliver_kept(
-    directory: &SessionDirectory,
-    store: &dyn AccountStore,
-    limits: ReaderLimits,
-    user: &Username,
-) -> Result<(), StoreError> {
-    for m in store.take_offline(user).await? {
-        let Some(stanza) = delayed(&m, limits, directory.domain()) else {
-            tracing::warn!(user = %user, "an offline message could not be read back");
-            continue;
-        };
-        let bound = directory.resources(user);
-        let sessions = routing::sessions_of(&bound);
-        match routing::route_message(MessageType::of(&stanza), None, &sessions) {
-            Route::Resources(resources) => {
-                directory.send_to(user, &resources, &stanza);
-            }
-            _ => {
-                store.push_offline(user, m, usize::MAX).await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A session on a node that died: `unavailable` from it to the available

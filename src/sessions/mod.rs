@@ -10,7 +10,7 @@ mod roster_push;
 pub mod routing;
 
 pub use directory::{Fanout, Presence, SessionDirectory};
-pub use ending::{end_session, ending};
+pub use ending::{end_session, ending, is_take_kept, take_kept};
 pub use remote::RemoteSession;
 pub use roster_push::{roster_item_element, roster_push, roster_push_versioned};
 
