@@ -15,8 +15,8 @@ use super::C2sShared;
 use crate::sessions::Deliver;
 
 pub struct C2sConnection {
-    /// Taken out while an async step runs; `AtomicResponse` keeps every other
-    /// message waiting until it is back.
+    /// Taken out while an async step runs; `AtomicResponse` (or `ctx.wait`)
+    /// keeps every other message waiting until it is back.
     session: Option<Session>,
 }
 
@@ -32,30 +32,29 @@ impl Actor for C2sConnection {
 }
 
 impl Handler<Deliver> for C2sConnection {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
-        let taking = crate::sessions::is_take_kept(&msg.0);
-        let session = match self.session.as_mut() {
-            Some(s) if !taking => {
-                s.deliver(msg.0);
-                None
-            }
-            Some(_) => self.session.take(),
-            None => None,
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        let Some(session) = self.session.as_mut() else {
+            return;
         };
-        let Some(mut session) = session else {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        if !crate::sessions::is_take_kept(&msg.0) {
+            // The hot path: no future, no allocation beyond the stanza's own.
+            session.deliver(msg.0);
+            return;
+        }
+        let Some(mut session) = self.session.take() else {
+            return;
         };
         // Reading the store: like a stanza, the next message waits for it.
-        AtomicResponse::new(Box::pin(
+        ctx.wait(
             async move {
                 session.take_kept().await;
                 session
             }
             .into_actor(self)
             .map(|session, act, _ctx| act.session = Some(session)),
-        ))
+        );
     }
 }
 
