@@ -74,6 +74,28 @@ for server in ("usher", "prosody"):
         w(f"| {server} | {r['connections']} | {r['rss_before_kib']} KiB | {r['rss_after_kib']} KiB | {r['kib_per_connection']:.1f} KiB |")
 w("")
 
+w("## Chat between logged-in users\n")
+w("`usher-load chat`: N pairs of logged-in, available users; a sends a chat message to b's bare")
+w("JID, b answers to the full JID it came from, a reads the answer. One exchange = two messages")
+w("routed by the server; latency is one exchange (both messages), p99 over the run. usher runs")
+w("with `limits.stanzas_per_second` raised out of the way (one load client sends far more than")
+w("a person). The cluster is 3 usher nodes on 127.0.0.1-3 with one Apache Cassandra (512 MiB")
+w("heap), every pair split across two nodes so every message crosses nodes; all of it, client")
+w("included, shares the same 2 cores. Server CPU is summed over the server processes (the")
+w("database not included).\n")
+w("| pairs | server | messages/s | exchange p50 ms | exchange p99 ms | server CPU µs/message | failed |")
+w("| --- | --- | --- | --- | --- | --- | --- |")
+for pairs in (1, 10, 50):
+    for server, name in (("prosody", "Prosody"), ("usher", "usher, one node"), ("usher-cluster", "usher, 3 nodes, across nodes")):
+        r = get(server, f"chat pairs={pairs}")
+        if not r:
+            continue
+        msgs = 2 * r["ok"]
+        cpu_us = 1000 * r["server_cpu_ms"] / max(msgs, 1)
+        w(f"| {pairs} | {name} | {2 * r['per_second']:.0f} | {r['latency_ms']['p50']:.2f} | "
+          f"{r['latency_ms']['p99']:.2f} | {cpu_us:.0f} | {r.get('failed', 0)} |")
+w("")
+
 w("## The CPU ceiling\n")
 w(f"`usher-load floor` on the same machine: one PBKDF2-HMAC-SHA1 run of {floor['iterations']} iterations takes "
   f"{floor['pbkdf2_ms']:.2f} ms of one core, one TLS handshake with usher's certificate and settings "
