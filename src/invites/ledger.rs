@@ -441,6 +441,9 @@ impl Ledger {
         Ok(Outcome::Reserved(Box::new(held)))
     }
 
+    // One function on purpose: every branch works on the same borrowed invite
+    // and reservation, and the ledger's counts (uses, released, audit) change
+    // together or not at all; split, each part would re-look them up.
     fn resolve(
         &mut self,
         id: &ReservationId,

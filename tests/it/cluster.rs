@@ -452,10 +452,7 @@ impl Drop for Resume {
 async fn a_database_stalled_longer_than_the_lease_never_over_redeems() {
     use crate::fixture::cluster::{audit_history, Record};
     let _serial = ONE_AT_A_TIME.lock().await;
-    let rounds: usize = std::env::var("SAGA_STALL_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+    let rounds = fixture::saga_stall_rounds(3);
     let cluster = Arc::new(
         LocalCluster::builder()
             .no_address_limits()

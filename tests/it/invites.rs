@@ -382,7 +382,7 @@ async fn account_writes_slower_than_the_lease_keep_their_use_by_extending_it() {
         .set("USHER_LEDGER__JANITOR_INTERVAL", "200ms")
         .set("USHER_FAILPOINTS", "slow-account-write:2500ms")
         .start();
-    for round in 0..2 {
+    for round in 0..saga_stall_rounds(2) {
         assert_eq!(slow_writes_round(&node, round).await, 3);
     }
 }
@@ -399,7 +399,7 @@ async fn account_writes_that_lose_their_lease_are_fenced_and_never_land() {
             "slow-account-write:2500ms,no-lease-extension",
         )
         .start();
-    for round in 0..2 {
+    for round in 0..saga_stall_rounds(2) {
         slow_writes_round(&node, round).await;
     }
     assert!(
