@@ -26,11 +26,12 @@ pub struct LedgerConfig {
     /// longer log (disk, restart replay) for less CPU. openraft's default of
     /// 5000 doubled the CPU per registration with a million invites pending.
     pub snapshot_every: u64,
-    /// Silence from a shard's leader after which a follower starts an
-    /// election (a random time between this and twice this; heartbeats go
-    /// every quarter of it). Shorter fails over faster; peers far apart (a
-    /// round trip of a good fraction of it) need it longer. Every member
-    /// should use the same value.
+    /// Sets the Raft timers of every shard: heartbeats every quarter of it;
+    /// a follower stands for election after the leader's lease (1.25 × this)
+    /// plus a random 1–1.25 × this without a heartbeat, so a dead leader is
+    /// replaced 2.25–2.5 × this after its last heartbeat. Shorter fails over
+    /// faster; peers far apart (a round trip of a good fraction of it) need it
+    /// longer. Every member should use the same value.
     #[serde(with = "humantime_serde")]
     pub election_timeout: Duration,
 }

@@ -117,26 +117,6 @@ impl LedgerHandle {
         Ok(())
     }
 
-    /// Spreads leadership: for each shard whose preferred voter (first in the
-    /// placement order) is this node, caught up, and not leading, starts an
-    /// election. Cheap when nothing needs to move.
-    pub async fn claim_preferred_leaderships(&self) {
-        let me = self.node_id();
-        for s in self.shards() {
-            let m = s.raft.metrics().borrow().clone();
-            let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-            let preferred = place(s.index, &voters, 1).into_iter().next();
-            let behind = m.last_applied.map_or(0, |l| l.index) < m.last_log_index.unwrap_or(0);
-            if preferred == Some(me) && m.current_leader.is_some_and(|l| l != me) && !behind {
-                tracing::debug!(
-                    shard = s.index,
-                    "claiming leadership of a shard placed here"
-                );
-                let _ = s.raft.trigger().elect().await;
-            }
-        }
-    }
-
     /// Applies `change` to `shard` on its leader, wherever that is.
     pub async fn change_members(&self, shard: u32, change: Change) -> Result<(), LedgerError> {
         let call = super::forward::ChangeMembers(&change);

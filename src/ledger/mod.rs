@@ -11,6 +11,7 @@ mod network;
 mod routing;
 pub mod shard;
 mod store;
+mod timing;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -165,12 +166,12 @@ impl LedgerHandle {
             let log = LogStore::new(db.clone());
             let sm = StateMachine::open(db).map_err(|e| storage("loading the snapshot", &e))?;
             let state = sm.state.clone();
-            let election_ms = options.election_timeout.as_millis() as u64;
+            let timers = timing::RaftTimers::for_election_timeout(options.election_timeout);
             let config = openraft::Config {
                 cluster_name: format!("usher-ledger-{index}"),
-                heartbeat_interval: election_ms / 4,
-                election_timeout_min: election_ms,
-                election_timeout_max: election_ms * 2,
+                heartbeat_interval: timers.heartbeat_ms,
+                election_timeout_min: timers.election_min_ms,
+                election_timeout_max: timers.election_max_ms,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
                 ..Default::default()
             }

@@ -1,6 +1,11 @@
 //! A cluster node's ledger: the peer API, then bootstrapping the cluster,
-//! joining it, or rejoining as a known member; then the cross-node fanout and
-//! the leadership balancer.
+//! joining it, or rejoining as a known member; then the cross-node fanout.
+//!
+//! There is no leadership balancer: shard leaders stay where elections put
+//! them. openraft 0.9 cannot hand leadership over, and moving it by starting
+//! an election on the preferred node made the shard leaderless for a lease
+//! and an election timeout each time (under load a livelock: shard 0 went
+//! from term 4 to 27 in 60 s). Any node serves any shard by forwarding.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,9 +19,6 @@ use crate::ledger::{LedgerHandle, LedgerOptions};
 use crate::peer::cluster::PeerFanout;
 use crate::peer::{PeerClients, ShardNetwork};
 use crate::sessions::SessionDirectory;
-
-/// How often a node looks for shards whose preferred leader it is.
-const BALANCE_EVERY: Duration = Duration::from_secs(5);
 
 pub(super) async fn start(
     config: &Config,
@@ -63,14 +65,6 @@ pub(super) async fn start(
         store,
         stop.clone(),
     ));
-    let balancer = ledger.clone();
-    tasks.background(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(BALANCE_EVERY);
-        loop {
-            tick.tick().await;
-            balancer.claim_preferred_leaderships().await;
-        }
-    }));
     Ok((ledger, clients))
 }
 
