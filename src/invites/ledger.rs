@@ -320,8 +320,8 @@ impl Ledger {
         minter: Option<Username>,
         at: Millis,
     ) -> Result<Outcome, Rejection> {
-        if self.invites.contains_key(&spec.token) {
-            return Err(Rejection::Exists);
+        if let Some(replayed) = self.replayed_create(&spec, minter.as_ref()) {
+            return replayed;
         }
         let tree = self.trees.tree_for(minter.as_deref(), &spec.token);
         self.trees.add_invite(tree.clone());
@@ -346,6 +346,26 @@ impl Ledger {
         Ok(Outcome::Created)
     }
 
+    /// The answer to a Create or Mint of a token that already exists. The
+    /// same spec from the same minter is this proposal again (a node retries
+    /// a write whose first try timed out, and tokens are 256 random bits):
+    /// it gets the first answer, so an invite that was made is never reported
+    /// as a clash. Anything else under that token is one.
+    fn replayed_create(
+        &self,
+        spec: &InviteSpec,
+        minter: Option<&Username>,
+    ) -> Option<Result<Outcome, Rejection>> {
+        let existing = self.invites.get(&spec.token)?;
+        Some(
+            if existing.spec == *spec && existing.minted_by.as_ref() == minter {
+                Ok(Outcome::Created)
+            } else {
+                Err(Rejection::Exists)
+            },
+        )
+    }
+
     fn mint(
         &mut self,
         spec: InviteSpec,
@@ -353,8 +373,8 @@ impl Ledger {
         limits: &MintLimits,
         at: Millis,
     ) -> Result<Outcome, Rejection> {
-        if self.invites.contains_key(&spec.token) {
-            return Err(Rejection::Exists);
+        if let Some(replayed) = self.replayed_create(&spec, Some(&minter)) {
+            return replayed;
         }
         if let Some(max) = limits.max_live {
             if self.live_invites_of(&minter, at) >= max {
@@ -741,8 +761,16 @@ mod tests {
         let s = spec(1, InviteKind::Account, Some(1), 1000);
         let t = s.token.clone();
         assert_eq!(l.run(Command::Create(s.clone())), Outcome::Created);
+        // The same proposal again (a retry after a timeout) gets the same
+        // answer and changes nothing; another spec under the token clashes.
+        let events = |l: &Ledger| l.events(&EventFilter::default(), 0, usize::MAX).len();
+        let before = (events(&l), l.get(&t).cloned());
+        assert_eq!(l.run(Command::Create(s.clone())), Outcome::Created);
+        assert_eq!((events(&l), l.get(&t).cloned()), before);
+        let mut other = s;
+        other.max_uses = Some(2);
         assert_eq!(
-            l.run(Command::Create(s)),
+            l.run(Command::Create(other)),
             Outcome::Rejected(Rejection::Exists)
         );
         assert!(matches!(
