@@ -91,6 +91,20 @@ impl LeaderCall for ChangeMembers<'_> {
 }
 
 impl LedgerHandle {
+    /// The shard's leader as this node's copy of the group knows it, when it
+    /// is another node.
+    fn leader_elsewhere(&self, shard: u32) -> Option<BasicNode> {
+        let s = self.shards().get(shard as usize)?;
+        let watch = s.raft.metrics();
+        let metrics = watch.borrow();
+        let leader = metrics.current_leader.filter(|l| *l != self.node_id())?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+    }
+
     pub(super) async fn on_leader<C: LeaderCall>(
         &self,
         shard: u32,
@@ -99,7 +113,16 @@ impl LedgerHandle {
     ) -> Result<C::Output, LedgerError> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let attempt = match call.local(self, shard).await {
+            // A follower that knows the leader asks it at once, rather than
+            // first failing through its own copy of the group.
+            let known = self
+                .remote()
+                .and_then(|peers| Some((peers, self.leader_elsewhere(shard)?)));
+            let first = match known {
+                Some((peers, leader)) => call.remote(peers.as_ref(), &leader, shard).await,
+                None => call.local(self, shard).await,
+            };
+            let attempt = match first {
                 Err(e) => match (e.next(self.node_id()), self.remote()) {
                     (Next::Forward(node), Some(peers)) => {
                         call.remote(peers.as_ref(), &node, shard).await
