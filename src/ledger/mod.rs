@@ -111,6 +111,9 @@ pub struct LedgerHandle {
     inner: Arc<Inner>,
 }
 
+/// Raft entries per AppendEntries (see where it is set).
+const MAX_APPEND_ENTRIES: u64 = 16;
+
 /// How long a proposal keeps looking for a shard leader (an election, a
 /// leader that just died) before it reports the ledger unavailable.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -172,6 +175,12 @@ impl LedgerHandle {
                 heartbeat_interval: timers.heartbeat_ms,
                 election_timeout_min: timers.election_min_ms,
                 election_timeout_max: timers.election_max_ms,
+                // openraft gives an AppendEntries one heartbeat interval to
+                // answer, however big it is; an entry is a batch of up to 512
+                // commands, so its default of 300 entries per append (up to
+                // ~40 MB of JSON) cannot travel in 250 ms, and a follower that
+                // fell behind would time out on every catch-up append.
+                max_payload_entries: MAX_APPEND_ENTRIES,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
                 ..Default::default()
             }
