@@ -61,7 +61,8 @@ pub enum NodeError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("cluster: {0}")]
     Cluster(String),
-    #[error("cluster peer TLS: {0}")]
+    /// Names the config key and the file itself.
+    #[error(transparent)]
     PeerTls(#[from] crate::peer::PeerTlsError),
     #[error(
         "limits.max_connections is {configured} but the open-file limit of {limit} leaves \

@@ -27,11 +27,12 @@ const CA_NAME: &str = "usher cluster CA";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerTlsError {
-    #[error("{key} ({path}): cannot read it: {source}")]
+    // `error`, not `source`: the message has it already, once.
+    #[error("{key} ({path}): cannot read it: {error}")]
     Read {
         key: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{key} ({path}): {message}")]
     Invalid {
@@ -39,10 +40,10 @@ pub enum PeerTlsError {
         path: PathBuf,
         message: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("generating a certificate: {0}")]
     Generate(#[from] rcgen::Error),
@@ -74,10 +75,10 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, PeerTlsError> {
-    std::fs::read(path).map_err(|source| PeerTlsError::Read {
+    std::fs::read(path).map_err(|error| PeerTlsError::Read {
         key,
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -237,10 +238,10 @@ fn ca(
     let (cert_path, key_path) = (out.join("ca.pem"), out.join("ca.key"));
     let params = ca_params()?;
     if cert_path.exists() && key_path.exists() {
-        let pem = std::fs::read_to_string(&key_path).map_err(|source| PeerTlsError::Read {
+        let pem = std::fs::read_to_string(&key_path).map_err(|error| PeerTlsError::Read {
             key: "the CA key",
             path: key_path.clone(),
-            source,
+            error,
         })?;
         let key = rcgen::KeyPair::from_pem(&pem).map_err(|e| {
             invalid(
@@ -272,9 +273,9 @@ fn write_private(
     contents: &[u8],
     generated: &mut Generated,
 ) -> Result<(), PeerTlsError> {
-    crate::secrets::write_private(path, contents).map_err(|source| PeerTlsError::Write {
+    crate::secrets::write_private(path, contents).map_err(|error| PeerTlsError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     generated.written.push(path.to_path_buf());
     Ok(())
@@ -285,9 +286,9 @@ fn write_public(
     contents: &[u8],
     generated: &mut Generated,
 ) -> Result<(), PeerTlsError> {
-    std::fs::write(path, contents).map_err(|source| PeerTlsError::Write {
+    std::fs::write(path, contents).map_err(|error| PeerTlsError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     generated.written.push(path.to_path_buf());
     Ok(())
@@ -333,9 +334,9 @@ fn leaf(
 /// call the peer API (the load harness) if `client`. Keys are mode 0600.
 /// Every certificate written is checked against `out/ca.pem` as peers would.
 pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, PeerTlsError> {
-    std::fs::create_dir_all(out).map_err(|source| PeerTlsError::Write {
+    std::fs::create_dir_all(out).map_err(|error| PeerTlsError::Write {
         path: out.to_path_buf(),
-        source,
+        error,
     })?;
     let mut generated = Generated {
         new_ca: false,
@@ -465,8 +466,10 @@ mod tests {
             &a.path().join("node-1.key"),
             &ca_a,
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+        // As `usher serve` prints it, with its sources: the cause once.
+        let missing = format!("{:#}", anyhow::Error::from(missing));
+        assert_eq!(missing.matches("os error").count(), 1, "{missing}");
         assert!(
             missing.contains("cluster.tls_cert") && missing.contains("nope.pem"),
             "{missing}"
