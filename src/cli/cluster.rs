@@ -30,9 +30,10 @@ pub enum Action {
     Heal,
     /// Make the certificates for mutual TLS between the nodes (offline, no
     /// node needed): DIR/ca.pem and DIR/ca.key if absent (else they sign),
-    /// DIR/node-N.pem and DIR/node-N.key per --node; keys mode 0600. Give node
-    /// N cluster.tls_cert=node-N.pem, cluster.tls_key=node-N.key and
-    /// cluster.tls_ca=ca.pem; keep ca.key off the nodes.
+    /// DIR/node-N.pem and DIR/node-N.key per --node (replacing any there);
+    /// keys mode 0600. Give node N cluster.tls_cert=node-N.pem,
+    /// cluster.tls_key=node-N.key and cluster.tls_ca=ca.pem; keep ca.key off
+    /// the nodes.
     Certs {
         /// Directory for the files (created if needed).
         #[arg(long)]
