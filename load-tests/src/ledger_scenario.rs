@@ -16,7 +16,7 @@ use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPa
 use usher::ledger::{shard_of, LedgerHandle, LedgerOptions};
 use usher::peer::proto::ledger_failure::Kind;
 use usher::peer::proto::{ProposeRequest, StatusRequest};
-use usher::peer::PeerClients;
+use usher::peer::{PeerClients, PeerTls, PeerTlsFiles};
 
 pub struct Options {
     pub count: usize,
@@ -27,6 +27,10 @@ pub struct Options {
     /// A cluster node's peer address; unset: in-process.
     pub peer: Option<String>,
     pub secret_file: Option<PathBuf>,
+    /// With `peer`: a directory with the cluster CA (`ca.pem`) and a
+    /// certificate from it to call with (`client.pem`, `client.key`), as
+    /// `usher cluster certs --client` makes them.
+    pub peer_tls_dir: Option<PathBuf>,
     pub deadline: Instant,
     pub json: bool,
 }
@@ -131,7 +135,22 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                 .context("--peer needs --secret-file (the cluster secret)")?;
             let secret = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let clients = PeerClients::new(secret.trim()).map_err(|e| anyhow!("{e}"))?;
+            let dir = o
+                .peer_tls_dir
+                .as_ref()
+                .context("--peer needs --peer-tls-dir (ca.pem, client.pem, client.key)")?;
+            let (cert, key, ca) = (
+                dir.join("client.pem"),
+                dir.join("client.key"),
+                dir.join("ca.pem"),
+            );
+            let tls = PeerTls::load(&PeerTlsFiles {
+                cert: &cert,
+                key: &key,
+                ca: &ca,
+            })
+            .map_err(|e| anyhow!("--peer-tls-dir: {e}"))?;
+            let clients = PeerClients::new(secret.trim(), tls).map_err(|e| anyhow!("{e}"))?;
             let status = clients
                 .client(peer)
                 .map_err(|e| anyhow!("{e}"))?

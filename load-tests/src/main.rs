@@ -149,6 +149,11 @@ enum Scenario {
         /// File holding the cluster secret, with --peer.
         #[arg(long)]
         secret_file: Option<PathBuf>,
+        /// With --peer: directory with the cluster CA and a client certificate
+        /// from it (ca.pem, client.pem, client.key; `usher cluster certs
+        /// --client`, or CLUSTER_DIR/tls of cluster/local-cluster).
+        #[arg(long)]
+        peer_tls_dir: Option<PathBuf>,
     },
     /// Logins per second: connect, STARTTLS, SASL, bind, close.
     Login {
@@ -501,6 +506,7 @@ fn main() -> anyhow::Result<()> {
         dir,
         peer,
         secret_file,
+        peer_tls_dir,
     } = cli.scenario
     {
         let options = ledger_scenario::Options {
@@ -511,6 +517,7 @@ fn main() -> anyhow::Result<()> {
             dir,
             peer,
             secret_file,
+            peer_tls_dir,
             deadline: Instant::now() + Duration::from_secs(cli.deadline),
             json: cli.json,
         };

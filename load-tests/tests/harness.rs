@@ -74,6 +74,28 @@ fn bad_arguments_are_refused_clearly() {
         stderr(&out)
     );
 
+    // Against a cluster, the peer API needs its TLS material besides the secret.
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, "0123456789abcdef0123").expect("write");
+    let secret = secret.to_str().expect("utf-8");
+    let peer = ["ledger", "--peer", "127.0.0.1:1", "--secret-file", secret];
+    let out = load(&peer);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--peer needs --peer-tls-dir"),
+        "{}",
+        stderr(&out)
+    );
+    let tls_dir = dir.path().to_str().expect("utf-8");
+    let out = load(&[&peer[..], &["--peer-tls-dir", tls_dir]].concat());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--peer-tls-dir: cluster.tls_cert")
+            && stderr(&out).contains("client.pem"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = load(&["register", "--invite", "a", "--invites-file", "b"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = load(&["floor", "--hashes", "md5"]);

@@ -1,6 +1,9 @@
 //! `usher cluster …`: members and shards of a cluster, membership changes,
-//! and the isolation switch for drills.
+//! the isolation switch for drills, and the nodes' TLS certificates.
 
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -13,7 +16,7 @@ use usher::admin::proto::{
 pub enum Action {
     /// Members, and every shard's leader, term, log index and follower lag.
     Status,
-    /// Add a running node (same cluster secret) to every shard.
+    /// Add a running node (same cluster secret and CA) to every shard.
     Add {
         node_id: u64,
         /// host:port of the node's peer API.
@@ -25,11 +28,47 @@ pub enum Action {
     Isolate,
     /// Undo `isolate`.
     Heal,
+    /// Make the certificates for mutual TLS between the nodes (offline, no
+    /// node needed): DIR/ca.pem and DIR/ca.key if absent (else they sign),
+    /// DIR/node-N.pem and DIR/node-N.key per --node (replacing any there);
+    /// keys mode 0600. Give node N cluster.tls_cert=node-N.pem,
+    /// cluster.tls_key=node-N.key and cluster.tls_ca=ca.pem; keep ca.key off
+    /// the nodes.
+    Certs {
+        /// Directory for the files (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        /// Node id to make a certificate for; repeat for several.
+        #[arg(long = "node", required = true, value_parser = clap::value_parser!(u64).range(1..))]
+        nodes: Vec<u64>,
+        /// Also DIR/client.pem and DIR/client.key, for tools that call the
+        /// peer API (usher-load ledger --peer).
+        #[arg(long)]
+        client: bool,
+    },
+}
+
+/// `usher cluster certs`: files only, no connection.
+fn certs(out: &std::path::Path, nodes: &[u64], client: bool) -> anyhow::Result<()> {
+    let made = usher::peer::tls::generate(out, nodes, client)
+        .with_context(|| format!("making peer certificates in {}", out.display()))?;
+    if made.new_ca {
+        println!("made a new cluster CA in {}", out.display());
+    } else {
+        println!("signed with the CA in {}", out.display());
+    }
+    for path in &made.written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 // Long because it is one flat arm per `usher cluster` subcommand: each arm is
 // a request and how its answer is printed, read in place.
 pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
+    if let Action::Certs { out, nodes, client } = &action {
+        return certs(out, nodes, *client);
+    }
     let mut client = connect(&conn).await?;
     match action {
         Action::Status => {
@@ -135,6 +174,7 @@ pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
                 .map_err(status_error)?;
             println!("{}", if isolated { "isolated" } else { "healed" });
         }
+        Action::Certs { .. } => unreachable!("handled before connecting"),
     }
     Ok(())
 }

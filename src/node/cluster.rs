@@ -17,7 +17,7 @@ use super::{bind, NodeError, Tasks};
 use crate::config::Config;
 use crate::ledger::{LedgerHandle, LedgerOptions};
 use crate::peer::cluster::PeerFanout;
-use crate::peer::{PeerClients, ShardNetwork};
+use crate::peer::{PeerClients, PeerTls, PeerTlsFiles, ShardNetwork};
 use crate::sessions::SessionDirectory;
 
 pub(super) async fn start(
@@ -30,7 +30,9 @@ pub(super) async fn start(
 ) -> Result<(LedgerHandle, Arc<PeerClients>), NodeError> {
     let c = &config.cluster;
     let secret = c.secret.clone().unwrap_or_default();
-    let clients = PeerClients::new(&secret).map_err(|e| NodeError::Cluster(e.to_string()))?;
+    let tls = peer_tls(c)?;
+    let clients =
+        PeerClients::new(&secret, tls.clone()).map_err(|e| NodeError::Cluster(e.to_string()))?;
     let network_clients = clients.clone();
     let remote: Arc<dyn crate::ledger::Remote> = clients.clone();
     let ledger = LedgerHandle::open(
@@ -53,8 +55,13 @@ pub(super) async fn start(
         replication: c.replication,
         limits: config.limits.reader(),
     };
-    let serve =
-        crate::peer::service::serve(listener, service, secret, stop.clone().cancelled_owned());
+    let serve = crate::peer::service::serve(
+        listener,
+        service,
+        secret,
+        tls,
+        stop.clone().cancelled_owned(),
+    );
     tasks.listen("peer API", serve);
     become_member(config, &ledger, &clients, stop).await?;
     ledger.wait_for_leaders(Duration::from_secs(60)).await?;
@@ -66,6 +73,18 @@ pub(super) async fn start(
         stop.clone(),
     ));
     Ok((ledger, clients))
+}
+
+/// This node's peer TLS material, checked before anything listens: a file
+/// that cannot be read or does not fit stops the start naming key and file.
+fn peer_tls(c: &crate::config::ClusterConfig) -> Result<PeerTls, NodeError> {
+    let (Some(cert), Some(key), Some(ca)) = (&c.tls_cert, &c.tls_key, &c.tls_ca) else {
+        // The config check refuses a cluster node without them.
+        return Err(NodeError::Cluster(
+            "cluster.tls_cert, cluster.tls_key and cluster.tls_ca must be set".into(),
+        ));
+    };
+    Ok(PeerTls::load(&PeerTlsFiles { cert, key, ca })?)
 }
 
 /// Makes this node a member: it already is, it bootstraps, or it joins.

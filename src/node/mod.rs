@@ -61,6 +61,9 @@ pub enum NodeError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("cluster: {0}")]
     Cluster(String),
+    /// Names the config key and the file itself.
+    #[error(transparent)]
+    PeerTls(#[from] crate::peer::PeerTlsError),
     #[error(
         "limits.max_connections is {configured} but the open-file limit of {limit} leaves \
          room for {room}: raise the limit (ulimit -n, LimitNOFILE) or lower the setting"

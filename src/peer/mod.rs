@@ -1,12 +1,14 @@
 //! The node-to-node side of a cluster: a gRPC service (Raft traffic of every
 //! shard, forwarded ledger commands and read barriers, membership, stanza
-//! delivery) and its client, authenticated by the cluster secret.
+//! delivery) and its client, over mutual TLS (`tls`: certificates from the
+//! cluster CA, both ways) and authenticated by the cluster secret as well.
 
 pub mod cluster;
 mod failure;
 mod network;
 mod remote;
 pub mod service;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +18,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 pub use network::ShardNetwork;
+pub use tls::{PeerTls, PeerTlsError, PeerTlsFiles};
 
 /// Code generated from proto/peer.proto.
 pub mod proto {
@@ -39,16 +42,20 @@ pub enum PeerError {
 /// Connections to other nodes, one lazily connected channel per address.
 pub struct PeerClients {
     secret: crate::bearer::Attach,
+    tls: PeerTls,
     channels: Mutex<HashMap<String, Channel>>,
     /// Fault injection: while set, no peer call goes out or is served.
     isolated: AtomicBool,
 }
 
 impl PeerClients {
-    pub fn new(secret: &str) -> Result<Arc<PeerClients>, PeerError> {
+    /// Clients that present `tls`'s certificate, accept only peers with one
+    /// from its CA, and send `secret` on every call.
+    pub fn new(secret: &str, tls: PeerTls) -> Result<Arc<PeerClients>, PeerError> {
         let secret = crate::bearer::Attach::new(secret).map_err(|_| PeerError::BadSecret)?;
         Ok(Arc::new(PeerClients {
             secret,
+            tls,
             channels: Mutex::new(HashMap::new()),
             isolated: AtomicBool::new(false),
         }))
@@ -75,11 +82,15 @@ impl PeerClients {
             match channels.get(addr) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Endpoint::from_shared(format!("http://{addr}"))
-                        .map_err(|e| PeerError::Unreachable {
-                            addr: addr.into(),
-                            reason: e.to_string(),
-                        })?
+                    let unreachable = |e: tonic::transport::Error| PeerError::Unreachable {
+                        addr: addr.into(),
+                        reason: e.to_string(),
+                    };
+                    // The https scheme is what makes tonic use the TLS config.
+                    let c = Endpoint::from_shared(format!("https://{addr}"))
+                        .map_err(unreachable)?
+                        .tls_config(self.tls.client())
+                        .map_err(unreachable)?
                         .connect_timeout(Duration::from_secs(2))
                         .timeout(Duration::from_secs(10))
                         .tcp_nodelay(true)

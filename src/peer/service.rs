@@ -248,11 +248,14 @@ impl Peer for PeerService {
     }
 }
 
-/// Serves the peer API on a bound listener until `shutdown` resolves.
+/// Serves the peer API on a bound listener until `shutdown` resolves: over
+/// TLS, to callers with a client certificate from the cluster CA, and only
+/// calls that carry the cluster secret.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: PeerService,
     secret: String,
+    tls: super::PeerTls,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let check = crate::bearer::Check::new(secret, "a valid cluster secret is required");
@@ -264,6 +267,7 @@ pub async fn serve(
         check,
     );
     tonic::transport::Server::builder()
+        .tls_config(tls.server())?
         .tcp_nodelay(true)
         .add_service(server)
         .serve_with_incoming_shutdown(

@@ -82,6 +82,9 @@ def test_default_values_render_one_node_with_embedded_storage():
     assert env["USHER_DATA_DIR"] == "/var/lib/usher"
     assert "USHER_SCYLLA__NODES" not in env and "USHER_CLUSTER__PEER_ADDR" not in env
     assert set(secret_env(c)) == {"USHER_ADMIN_TOKEN"}
+    # No peers, no peer TLS.
+    assert not any(k.startswith("USHER_CLUSTER__TLS") for k in env)
+    assert set(m["Secret"]) == {f"{RELEASE}-usher"}
     # Probes on the HTTP port: /ready gates start-up and traffic, /health liveness.
     assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
@@ -147,10 +150,60 @@ def test_production_values_render_a_three_node_cluster():
     secrets = secret_env(c)
     assert secrets["USHER_CLUSTER__SECRET"] == {"name": f"{RELEASE}-usher", "key": "cluster-secret"}
     assert secrets["USHER_ADMIN_TOKEN"]["key"] == "admin-token"
-    (secret,) = m["Secret"].values()
+    secret = m["Secret"][f"{RELEASE}-usher"]
     assert set(secret["data"]) == {"admin-token", "cluster-secret"}
     volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "usher-xmpp-tls"
+    # Mutual TLS between the pods, from the chart's generated Secret.
+    assert env["USHER_CLUSTER__TLS_CERT"] == "/etc/usher/peer-tls/tls.crt"
+    assert env["USHER_CLUSTER__TLS_KEY"] == "/etc/usher/peer-tls/tls.key"
+    assert env["USHER_CLUSTER__TLS_CA"] == "/etc/usher/peer-tls/ca.crt"
+    assert volumes["peer-tls"]["secret"]["secretName"] == f"{RELEASE}-usher-peer-tls"
+    assert volumes["peer-tls"]["secret"]["defaultMode"] == 0o440
+    mounts = {v["name"]: v for v in c["volumeMounts"]}
+    assert mounts["peer-tls"] == {"name": "peer-tls", "mountPath": "/etc/usher/peer-tls",
+                                  "readOnly": True}
+    peer_tls = m["Secret"][f"{RELEASE}-usher-peer-tls"]
+    assert peer_tls["type"] == "kubernetes.io/tls"
+    assert set(peer_tls["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+
+
+def openssl(*args, stdin=None):
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v openssl"], capture_output=True)
+                    .returncode != 0, reason="needs openssl")
+def test_the_generated_peer_certificate_chains_to_its_ca_and_names_usher_peer():
+    data = production()["Secret"][f"{RELEASE}-usher-peer-tls"]["data"]
+    files = {k: base64.b64decode(v).decode() for k, v in data.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (pathlib.Path(tmp) / name).write_text(text)
+        ca, crt, key = (str(pathlib.Path(tmp) / n) for n in ("ca.crt", "tls.crt", "tls.key"))
+        # Good for serving and for calling: every node does both.
+        for purpose in ("sslserver", "sslclient"):
+            out = openssl("verify", "-CAfile", ca, "-purpose", purpose, crt)
+            assert out.returncode == 0 and ": OK" in out.stdout, out.stdout + out.stderr
+        out = openssl("x509", "-in", crt, "-noout", "-ext", "subjectAltName")
+        assert "DNS:usher-peer" in out.stdout, out.stdout + out.stderr
+        # The key is the certificate's.
+        cert_pub = openssl("x509", "-in", crt, "-noout", "-pubkey").stdout
+        key_pub = openssl("pkey", "-in", key, "-pubout").stdout
+        assert cert_pub and cert_pub == key_pub
+    # Each render without an installed release makes a new CA; an installed one
+    # is read back (lookup), which `helm template` cannot show.
+    again = production()["Secret"][f"{RELEASE}-usher-peer-tls"]["data"]
+    assert again["ca.crt"] != data["ca.crt"]
+
+
+def test_peer_tls_from_an_existing_secret():
+    m = render("-f", str(PRODUCTION), "--set", "peerTls.existingSecret=my-peer-tls")
+    assert f"{RELEASE}-usher-peer-tls" not in m["Secret"]
+    sts, _ = container(m)
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["peer-tls"]["secret"]["secretName"] == "my-peer-tls"
 
 
 def run_start_script(c, pod, extra_env):
@@ -200,7 +253,7 @@ def test_usher_accepts_the_rendered_settings(values):
     m = render(*values)
     _, c = container(m)
     (config_map,) = m["ConfigMap"].values()
-    (secret,) = m["Secret"].values()
+    secret = m["Secret"][f"{RELEASE}-usher"]
     env = {"PATH": os.environ.get("PATH", "")}
     env.update(plain_env(c))
     for name, ref in secret_env(c).items():

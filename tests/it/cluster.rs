@@ -417,6 +417,129 @@ async fn a_roster_push_reaches_a_user_on_another_node() {
     assert_eq!(item.attr("subscription"), Some("both"));
 }
 
+/// A peer status call (harmless, answered even while isolated) over
+/// `channel`, with `secret`.
+async fn peer_status(
+    channel: tonic::transport::Channel,
+    secret: &str,
+) -> Result<usher::peer::proto::StatusReply, tonic::Status> {
+    let attach = usher::bearer::Attach::new(secret).expect("a header");
+    usher::peer::proto::peer_client::PeerClient::with_interceptor(channel, attach)
+        .status(usher::peer::proto::StatusRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A channel to `peer` over TLS, presenting `identity` (or no certificate)
+/// and trusting `ca` for the name every node certificate carries.
+fn tls_channel(
+    peer: std::net::SocketAddr,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+    ca: &std::path::Path,
+) -> tonic::transport::Channel {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    usher::peer::PeerTls::install_crypto_provider();
+    let read = |p: &std::path::Path| std::fs::read(p).expect("a PEM file");
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)))
+        .domain_name(usher::peer::tls::SERVER_NAME);
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(read(cert), read(key)));
+    }
+    Endpoint::from_shared(format!("https://{peer}"))
+        .expect("a URL")
+        .tls_config(tls)
+        .expect("a TLS config")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL database (TEST_CQL_NODE); scripts/test-all runs it"]
+async fn the_peer_api_admits_only_callers_with_a_certificate_from_the_cluster_ca() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let cluster = LocalCluster::builder().start(1);
+    let peer = cluster.nodes[0].peer;
+    let secret = cluster.secret();
+    let dir = cluster.peer_tls_dir();
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("client.pem"),
+        dir.join("client.key"),
+    );
+    // The cluster's own certificate, with the secret: answered.
+    let status = peer_status(tls_channel(peer, Some((&cert, &key)), &ca), &secret)
+        .await
+        .expect("a caller with the cluster's certificate and secret is answered");
+    assert_eq!(status.shards.len(), SHARDS as usize);
+    // The certificate alone is not enough: the secret is still checked.
+    let wrong = peer_status(
+        tls_channel(peer, Some((&cert, &key)), &ca),
+        "not-the-cluster-secret",
+    )
+    .await
+    .expect_err("a wrong secret is refused");
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+    // Plaintext gRPC with the right secret: the port speaks TLS only.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))
+        .expect("a URL")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    let refused = peer_status(plain, &secret)
+        .await
+        .expect_err("plaintext is refused");
+    assert_ne!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // TLS without a client certificate, or with one from another CA (the
+    // server still verified as the cluster's): refused in the handshake.
+    let foreign = tempfile::tempdir().expect("temp dir");
+    usher::peer::tls::generate(foreign.path(), &[1], true).expect("another CA");
+    let (foreign_cert, foreign_key) = (
+        foreign.path().join("client.pem"),
+        foreign.path().join("client.key"),
+    );
+    let anonymous = peer_status(tls_channel(peer, None, &ca), &secret)
+        .await
+        .expect_err("a caller without a certificate is refused");
+    assert_ne!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
+    );
+    let stranger = peer_status(
+        tls_channel(peer, Some((&foreign_cert, &foreign_key)), &ca),
+        &secret,
+    )
+    .await
+    .expect_err("a certificate from another CA is refused");
+    assert_ne!(
+        stranger.code(),
+        tonic::Code::Unauthenticated,
+        "{stranger:?}"
+    );
+    // And a node of another cluster is not trusted as a server either.
+    let impostor = peer_status(
+        tls_channel(
+            peer,
+            Some((&foreign_cert, &foreign_key)),
+            &foreign.path().join("ca.pem"),
+        ),
+        &secret,
+    )
+    .await
+    .expect_err("the client refuses a server from another CA");
+    assert_ne!(
+        impostor.code(),
+        tonic::Code::Unauthenticated,
+        "{impostor:?}"
+    );
+    // The refusals were the TLS layer's: the node still answers its own.
+    peer_status(tls_channel(peer, Some((&cert, &key)), &ca), &secret)
+        .await
+        .expect("still answered");
+}
+
 /// `cluster/cql-db/cql-db pause|resume` on the database of TEST_CQL_NODE
 /// (its port names its run dir; USHER_CACHE, if set, its cache).
 fn database(command: &str) {

@@ -33,6 +33,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "usher.fullname" .) .Values.secrets.existingSecret -}}
 {{- end -}}
 
+{{/* The Secret with the peer TLS material: ca.crt, tls.crt, tls.key. */}}
+{{- define "usher.peerTlsSecret" -}}
+{{- default (printf "%s-peer-tls" (include "usher.fullname" .)) .Values.peerTls.existingSecret -}}
+{{- end -}}
+
 {{/* A pod's peer address: NAME.PEERS.NAMESPACE.svc.DOMAIN:5270 */}}
 {{- define "usher.peerHost" -}}
 {{- printf "%s.%s.svc.%s" (include "usher.peers" .) .Release.Namespace .Values.cluster.clusterDomain -}}

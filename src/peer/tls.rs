@@ -1,0 +1,492 @@
+//! Mutual TLS between the nodes of a cluster: every node holds a certificate
+//! signed by the cluster CA, presents it both when it serves and when it
+//! calls, and admits only peers whose certificate chains to that CA. Every
+//! node certificate carries one fixed DNS name, [`SERVER_NAME`], which clients
+//! check instead of the peer's address (IPs and pod names change; the CA does
+//! not). And `usher cluster certs`: the CA and the node certificates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier as _;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// The DNS name in every node certificate, and the one clients verify.
+pub const SERVER_NAME: &str = "usher-peer";
+
+/// Common name of the CA `usher cluster certs` makes; its issuer name when it
+/// signs with a CA it made before.
+const CA_NAME: &str = "usher cluster CA";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerTlsError {
+    // `error`, not `source`: the message has it already, once.
+    #[error("{key} ({path}): cannot read it: {error}")]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{key} ({path}): {message}")]
+    Invalid {
+        key: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// Paths of a node's TLS material, each with the config key naming it.
+pub struct PeerTlsFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub ca: &'a Path,
+}
+
+/// A node's identity and the cluster CA, checked to fit together; what the
+/// peer server and client are configured with. Its `Debug` shows no key.
+#[derive(Clone)]
+pub struct PeerTls {
+    identity: Identity,
+    ca: Certificate,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls { .. }")
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, PeerTlsError> {
+    std::fs::read(path).map_err(|error| PeerTlsError::Read {
+        key,
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn invalid(key: &'static str, path: &Path, message: impl Into<String>) -> PeerTlsError {
+    PeerTlsError::Invalid {
+        key,
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn certificates(
+    key: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, PeerTlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(key, path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(key, path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn roots(path: &Path, pem: &[u8]) -> Result<Arc<RootCertStore>, PeerTlsError> {
+    let key = "cluster.tls_ca";
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(key, path, pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(key, path, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+impl PeerTls {
+    /// Reads and checks the files: each parses, the key is the certificate's,
+    /// and the certificate chains to the CA, names [`SERVER_NAME`] and may
+    /// serve and call. Errors name the config key and the file.
+    /// Also installs ring as the process's crypto provider, which tonic's
+    /// TLS needs (see [`PeerTls::install_crypto_provider`]).
+    pub fn load(files: &PeerTlsFiles<'_>) -> Result<PeerTls, PeerTlsError> {
+        PeerTls::install_crypto_provider();
+        let cert_pem = read("cluster.tls_cert", files.cert)?;
+        let key_pem = read("cluster.tls_key", files.key)?;
+        let ca_pem = read("cluster.tls_ca", files.ca)?;
+        let chain = certificates("cluster.tls_cert", files.cert, &cert_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            invalid(
+                "cluster.tls_key",
+                files.key,
+                format!("not a PEM private key: {e}"),
+            )
+        })?;
+        let roots = roots(files.ca, &ca_pem)?;
+        let provider = provider();
+        CertifiedKey::from_der(chain.clone(), key, &provider).map_err(|e| {
+            invalid(
+                "cluster.tls_key",
+                files.key,
+                format!("not the key of {} ({e})", files.cert.display()),
+            )
+        })?;
+        verify_node_chain(&chain, roots, provider).map_err(|message| {
+            invalid(
+                "cluster.tls_cert",
+                files.cert,
+                format!("{message} (cluster.tls_ca is {})", files.ca.display()),
+            )
+        })?;
+        Ok(PeerTls {
+            identity: Identity::from_pem(cert_pem, key_pem),
+            ca: Certificate::from_pem(ca_pem),
+        })
+    }
+
+    /// The peer server's side: this identity, and a client certificate from
+    /// the CA required of every caller.
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.identity.clone())
+            .client_ca_root(self.ca.clone())
+    }
+
+    /// The calling side: this identity, and a server certificate from the CA
+    /// naming [`SERVER_NAME`], whatever address the peer is reached at.
+    pub fn client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .identity(self.identity.clone())
+            .ca_certificate(self.ca.clone())
+            .domain_name(SERVER_NAME)
+    }
+
+    /// tonic's TLS builds its rustls configs with the process-wide crypto
+    /// provider, which cannot be chosen by itself here (the CQL driver brings
+    /// a second one): ring, as everywhere else in usher. Idempotent.
+    pub fn install_crypto_provider() {
+        // An error means one is installed already, which is all that matters.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Whether a certificate chain would be admitted by peers both as a server
+/// (for [`SERVER_NAME`]) and as a client; the reason if not.
+fn verify_node_chain(
+    chain: &[CertificateDer<'static>],
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+) -> Result<(), String> {
+    let (end_entity, intermediates) = chain.split_first().ok_or("no certificate")?;
+    let now = UnixTime::now();
+    let name = ServerName::try_from(SERVER_NAME).map_err(|e| e.to_string())?;
+    WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?
+        .verify_server_cert(end_entity, intermediates, &name, &[], now)
+        .map_err(|e| {
+            format!("peers would refuse it as a server for the name {SERVER_NAME}: {e}")
+        })?;
+    WebPkiClientVerifier::builder_with_provider(roots, provider)
+        .build()
+        .map_err(|e| e.to_string())?
+        .verify_client_cert(end_entity, intermediates, now)
+        .map_err(|e| format!("peers would refuse it as a client: {e}"))?;
+    Ok(())
+}
+
+/// What `usher cluster certs` wrote.
+#[derive(Debug)]
+pub struct Generated {
+    /// Whether the CA was made now (else the one in the directory signed).
+    pub new_ca: bool,
+    pub written: Vec<PathBuf>,
+}
+
+fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, CA_NAME);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// The CA in `out`, made first if `ca.pem` and `ca.key` are not both there.
+fn ca(
+    out: &Path,
+    generated: &mut Generated,
+) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, PeerTlsError> {
+    let (cert_path, key_path) = (out.join("ca.pem"), out.join("ca.key"));
+    let params = ca_params()?;
+    if cert_path.exists() && key_path.exists() {
+        let pem = std::fs::read_to_string(&key_path).map_err(|error| PeerTlsError::Read {
+            key: "the CA key",
+            path: key_path.clone(),
+            error,
+        })?;
+        let key = rcgen::KeyPair::from_pem(&pem).map_err(|e| {
+            invalid(
+                "the CA key",
+                &key_path,
+                format!("not a PEM private key: {e}"),
+            )
+        })?;
+        return Ok(rcgen::Issuer::new(params, key));
+    }
+    if cert_path.exists() || key_path.exists() {
+        return Err(invalid(
+            "the CA",
+            out,
+            "has only one of ca.pem and ca.key: restore the other, or remove both \
+             (and every certificate it signed) to start a new CA",
+        ));
+    }
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    write_private(&key_path, key.serialize_pem().as_bytes(), generated)?;
+    write_public(&cert_path, cert.pem().as_bytes(), generated)?;
+    generated.new_ca = true;
+    Ok(rcgen::Issuer::new(params, key))
+}
+
+fn write_private(
+    path: &Path,
+    contents: &[u8],
+    generated: &mut Generated,
+) -> Result<(), PeerTlsError> {
+    crate::secrets::write_private(path, contents).map_err(|error| PeerTlsError::Write {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    generated.written.push(path.to_path_buf());
+    Ok(())
+}
+
+fn write_public(
+    path: &Path,
+    contents: &[u8],
+    generated: &mut Generated,
+) -> Result<(), PeerTlsError> {
+    std::fs::write(path, contents).map_err(|error| PeerTlsError::Write {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    generated.written.push(path.to_path_buf());
+    Ok(())
+}
+
+/// A certificate for `common_name` with [`SERVER_NAME`], good for serving and
+/// calling, signed by `issuer`; written as `out/STEM.pem` and `out/STEM.key`.
+fn leaf(
+    out: &Path,
+    stem: &str,
+    common_name: &str,
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    generated: &mut Generated,
+) -> Result<(), PeerTlsError> {
+    let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    write_private(
+        &out.join(format!("{stem}.key")),
+        key.serialize_pem().as_bytes(),
+        generated,
+    )?;
+    write_public(
+        &out.join(format!("{stem}.pem")),
+        cert.pem().as_bytes(),
+        generated,
+    )
+}
+
+/// `usher cluster certs`: the CA in `out` (made if absent, else reused, so a
+/// node added later gets a certificate from the same CA), `node-N.pem` and
+/// `node-N.key` for each node, and `client.pem`/`client.key` for tools that
+/// call the peer API (the load harness) if `client`. Keys are mode 0600.
+/// Every certificate written is checked against `out/ca.pem` as peers would.
+pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, PeerTlsError> {
+    std::fs::create_dir_all(out).map_err(|error| PeerTlsError::Write {
+        path: out.to_path_buf(),
+        error,
+    })?;
+    let mut generated = Generated {
+        new_ca: false,
+        written: Vec::new(),
+    };
+    let issuer = ca(out, &mut generated)?;
+    let mut stems: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| (format!("node-{n}"), format!("usher node {n}")))
+        .collect();
+    if client {
+        stems.push(("client".into(), "usher peer client".into()));
+    }
+    for (stem, name) in &stems {
+        leaf(out, stem, name, &issuer, &mut generated)?;
+    }
+    let ca_path = out.join("ca.pem");
+    for (stem, _) in &stems {
+        let (cert, key) = (
+            out.join(format!("{stem}.pem")),
+            out.join(format!("{stem}.key")),
+        );
+        PeerTls::load(&PeerTlsFiles {
+            cert: &cert,
+            key: &key,
+            ca: &ca_path,
+        })
+        .map_err(|e| {
+            invalid(
+                "the CA",
+                &ca_path,
+                format!(
+                    "a certificate signed with ca.key does not verify against it ({e}): \
+                     ca.pem and ca.key must be the pair this command made"
+                ),
+            )
+        })?;
+    }
+    Ok(generated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files<'a>(dir: &'a Path, stem: &str, ca: &'a Path) -> (PathBuf, PathBuf, &'a Path) {
+        (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+            ca,
+        )
+    }
+
+    fn load(cert: &Path, key: &Path, ca: &Path) -> Result<PeerTls, PeerTlsError> {
+        PeerTls::load(&PeerTlsFiles { cert, key, ca })
+    }
+
+    #[test]
+    fn node_certificates_verify_against_the_ca_and_carry_the_server_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = generate(dir.path(), &[1, 2], true).unwrap();
+        assert!(made.new_ca);
+        let ca = dir.path().join("ca.pem");
+        let roots = roots(&ca, &std::fs::read(&ca).unwrap()).unwrap();
+        for stem in ["node-1", "node-2", "client"] {
+            let (cert, key, ca) = files(dir.path(), stem, &ca);
+            load(&cert, &key, ca).unwrap();
+            let chain = certificates("c", &cert, &std::fs::read(&cert).unwrap()).unwrap();
+            verify_node_chain(&chain, roots.clone(), provider()).unwrap();
+            // The name is checked: another one is refused.
+            let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+                .build()
+                .unwrap();
+            let other = ServerName::try_from("node1.example").unwrap();
+            assert!(verifier
+                .verify_server_cert(&chain[0], &[], &other, &[], UnixTime::now())
+                .is_err());
+        }
+        #[cfg(unix)]
+        for key in ["ca.key", "node-1.key", "client.key"] {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_node_added_later_gets_a_certificate_from_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), &[1], false).unwrap();
+        let ca_before = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        let again = generate(dir.path(), &[4], false).unwrap();
+        assert!(!again.new_ca);
+        assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+        let ca = dir.path().join("ca.pem");
+        let (cert, key, ca) = files(dir.path(), "node-4", &ca);
+        load(&cert, &key, ca).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_of_another_ca_or_a_wrong_key_is_refused_naming_the_key() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        generate(a.path(), &[1, 2], false).unwrap();
+        generate(b.path(), &[1], false).unwrap();
+        let ca_a = a.path().join("ca.pem");
+        let foreign = load(
+            &b.path().join("node-1.pem"),
+            &b.path().join("node-1.key"),
+            &ca_a,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(foreign.starts_with("cluster.tls_cert ("), "{foreign}");
+        let wrong_key = load(
+            &a.path().join("node-1.pem"),
+            &a.path().join("node-2.key"),
+            &ca_a,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(wrong_key.starts_with("cluster.tls_key ("), "{wrong_key}");
+        let missing = load(
+            &a.path().join("nope.pem"),
+            &a.path().join("node-1.key"),
+            &ca_a,
+        )
+        .unwrap_err();
+        // As `usher serve` prints it, with its sources: the cause once.
+        let missing = format!("{:#}", anyhow::Error::from(missing));
+        assert_eq!(missing.matches("os error").count(), 1, "{missing}");
+        assert!(
+            missing.contains("cluster.tls_cert") && missing.contains("nope.pem"),
+            "{missing}"
+        );
+        let garbage = a.path().join("garbage.pem");
+        std::fs::write(&garbage, "not pem").unwrap();
+        let bad_ca = load(
+            &a.path().join("node-1.pem"),
+            &a.path().join("node-1.key"),
+            &garbage,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad_ca.starts_with("cluster.tls_ca ("), "{bad_ca}");
+        // The key's content is never in a message.
+        let key_pem = std::fs::read_to_string(a.path().join("node-2.key")).unwrap();
+        let body = key_pem.lines().nth(1).unwrap();
+        assert!(!wrong_key.contains(body));
+    }
+}
