@@ -6,11 +6,18 @@ use std::path::Path;
 use rand::RngCore;
 
 /// Writes a file that only the owner may read (mode 0600 on Unix), replacing it
-/// atomically so a crash never leaves half a key.
+/// atomically so a crash never leaves half a key. The temporary file is made
+/// afresh (`O_EXCL`): a file or symlink already at its name (a crash's
+/// leftover, or planted) is removed, never written through, so the key never
+/// lands in a file someone else owns or can read.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -49,4 +56,26 @@ pub fn random_id(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut raw);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_temporary_file_never_receives_the_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join("planted");
+        std::fs::write(&planted, b"").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let key = dir.path().join("node.key");
+        std::os::unix::fs::symlink(&planted, key.with_extension("tmp")).unwrap();
+        write_private(&key, b"secret").unwrap();
+        assert_eq!(std::fs::read(&planted).unwrap(), b"");
+        assert_eq!(std::fs::read(&key).unwrap(), b"secret");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }

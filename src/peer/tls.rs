@@ -21,6 +21,9 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 /// The DNS name in every node certificate, and the one clients verify.
 pub const SERVER_NAME: &str = "usher-peer";
 
+/// How long a caller has to finish the TLS handshake on the peer port.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Common name of the CA `usher cluster certs` makes; its issuer name when it
 /// signs with a CA it made before.
 const CA_NAME: &str = "usher cluster CA";
@@ -162,6 +165,9 @@ impl PeerTls {
         ServerTlsConfig::new()
             .identity(self.identity.clone())
             .client_ca_root(self.ca.clone())
+            // tonic waits for handshakes without a limit otherwise: anyone
+            // who reaches the peer port could hold sockets open for free.
+            .timeout(HANDSHAKE_TIMEOUT)
     }
 
     /// The calling side: this identity, and a server certificate from the CA
