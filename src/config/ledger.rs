@@ -28,8 +28,9 @@ pub struct LedgerConfig {
     pub snapshot_every: u64,
     /// Sets the Raft timers of every shard: heartbeats every quarter of it;
     /// a follower stands for election after the leader's lease (1.25 × this)
-    /// plus a random 1–1.25 × this without a heartbeat, so a dead leader is
-    /// replaced 2.25–2.5 × this after its last heartbeat. Shorter fails over
+    /// plus a random 1–1.25 × this without a heartbeat (checked every 1.5
+    /// heartbeats), so a dead leader is replaced 2.25–2.875 × this after its
+    /// last heartbeat. Shorter fails over
     /// faster; peers far apart (a round trip of a good fraction of it) need it
     /// longer. Every member should use the same value.
     #[serde(with = "humantime_serde")]
