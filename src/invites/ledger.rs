@@ -1144,6 +1144,26 @@ mod tests {
     }
 
     #[test]
+    fn a_retried_mint_gets_its_first_answer_even_at_the_quota() {
+        let mut l = Ledger::default();
+        let lim = limits(1, 1000, 0);
+        assert_eq!(l.apply(mint(1, "ann", &lim), 0), Outcome::Created);
+        // The same proposal again, with ann now at her quota: still made.
+        assert_eq!(l.apply(mint(1, "ann", &lim), 1), Outcome::Created);
+        assert_eq!(l.live_invites_of("ann", 1), 1);
+        // The same spec under another minter is not a replay.
+        let Command::Mint { spec, .. } = mint(1, "ann", &lim) else {
+            unreachable!("mint() builds a Mint")
+        };
+        let other = Command::Mint {
+            spec,
+            minter: user("bo"),
+            limits: lim.clone(),
+        };
+        assert_eq!(l.apply(other, 2), Outcome::Rejected(Rejection::Exists));
+    }
+
+    #[test]
     fn a_tree_stops_at_its_limit() {
         let mut l = Ledger::default();
         let root = spec(1, InviteKind::Group, Some(10), 10_000);
