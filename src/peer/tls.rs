@@ -125,10 +125,21 @@ impl PeerTls {
     /// Also installs ring as the process's crypto provider, which tonic's
     /// TLS needs (see [`PeerTls::install_crypto_provider`]).
     pub fn load(files: &PeerTlsFiles<'_>) -> Result<PeerTls, PeerTlsError> {
-        PeerTls::install_crypto_provider();
         let cert_pem = read("cluster.tls_cert", files.cert)?;
         let key_pem = read("cluster.tls_key", files.key)?;
         let ca_pem = read("cluster.tls_ca", files.ca)?;
+        PeerTls::check(cert_pem, key_pem, ca_pem, files)
+    }
+
+    /// [`PeerTls::load`] on contents already read (or not yet written);
+    /// `files` only names them in errors.
+    fn check(
+        cert_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+        ca_pem: Vec<u8>,
+        files: &PeerTlsFiles<'_>,
+    ) -> Result<PeerTls, PeerTlsError> {
+        PeerTls::install_crypto_provider();
         let chain = certificates("cluster.tls_cert", files.cert, &cert_pem)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             invalid(
@@ -236,14 +247,23 @@ fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
     Ok(params)
 }
 
-/// The CA in `out`, made first if `ca.pem` and `ca.key` are not both there.
+/// A file `usher cluster certs` is about to write.
+struct Pending {
+    path: PathBuf,
+    contents: Vec<u8>,
+    private: bool,
+}
+
+/// The CA in `out`, made (in memory, to be written with the rest) if `ca.pem`
+/// and `ca.key` are not both there; with the CA certificate's PEM.
 fn ca(
     out: &Path,
-    generated: &mut Generated,
-) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, PeerTlsError> {
+    pending: &mut Vec<Pending>,
+) -> Result<(rcgen::Issuer<'static, rcgen::KeyPair>, Vec<u8>), PeerTlsError> {
     let (cert_path, key_path) = (out.join("ca.pem"), out.join("ca.key"));
     let params = ca_params()?;
     if cert_path.exists() && key_path.exists() {
+        let ca_pem = read("the CA certificate", &cert_path)?;
         let pem = std::fs::read_to_string(&key_path).map_err(|error| PeerTlsError::Read {
             key: "the CA key",
             path: key_path.clone(),
@@ -256,7 +276,7 @@ fn ca(
                 format!("not a PEM private key: {e}"),
             )
         })?;
-        return Ok(rcgen::Issuer::new(params, key));
+        return Ok((rcgen::Issuer::new(params, key), ca_pem));
     }
     if cert_path.exists() || key_path.exists() {
         return Err(invalid(
@@ -268,47 +288,38 @@ fn ca(
     }
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    write_private(&key_path, key.serialize_pem().as_bytes(), generated)?;
-    write_public(&cert_path, cert.pem().as_bytes(), generated)?;
-    generated.new_ca = true;
-    Ok(rcgen::Issuer::new(params, key))
+    let ca_pem = cert.pem().into_bytes();
+    pending.push(Pending {
+        path: key_path,
+        contents: key.serialize_pem().into_bytes(),
+        private: true,
+    });
+    pending.push(Pending {
+        path: cert_path,
+        contents: ca_pem.clone(),
+        private: false,
+    });
+    Ok((rcgen::Issuer::new(params, key), ca_pem))
 }
 
-fn write_private(
-    path: &Path,
-    contents: &[u8],
-    generated: &mut Generated,
-) -> Result<(), PeerTlsError> {
-    crate::secrets::write_private(path, contents).map_err(|error| PeerTlsError::Write {
-        path: path.to_path_buf(),
+fn write(file: &Pending) -> Result<(), PeerTlsError> {
+    let written = if file.private {
+        crate::secrets::write_private(&file.path, &file.contents)
+    } else {
+        std::fs::write(&file.path, &file.contents)
+    };
+    written.map_err(|error| PeerTlsError::Write {
+        path: file.path.clone(),
         error,
-    })?;
-    generated.written.push(path.to_path_buf());
-    Ok(())
-}
-
-fn write_public(
-    path: &Path,
-    contents: &[u8],
-    generated: &mut Generated,
-) -> Result<(), PeerTlsError> {
-    std::fs::write(path, contents).map_err(|error| PeerTlsError::Write {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    generated.written.push(path.to_path_buf());
-    Ok(())
+    })
 }
 
 /// A certificate for `common_name` with [`SERVER_NAME`], good for serving and
-/// calling, signed by `issuer`; written as `out/STEM.pem` and `out/STEM.key`.
+/// calling, signed by `issuer`: its PEM and its key's PEM.
 fn leaf(
-    out: &Path,
-    stem: &str,
     common_name: &str,
     issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
-    generated: &mut Generated,
-) -> Result<(), PeerTlsError> {
+) -> Result<(Vec<u8>, Vec<u8>), PeerTlsError> {
     let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -322,33 +333,24 @@ fn leaf(
     params.use_authority_key_identifier_extension = true;
     let key = rcgen::KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
-    write_private(
-        &out.join(format!("{stem}.key")),
-        key.serialize_pem().as_bytes(),
-        generated,
-    )?;
-    write_public(
-        &out.join(format!("{stem}.pem")),
-        cert.pem().as_bytes(),
-        generated,
-    )
+    Ok((cert.pem().into_bytes(), key.serialize_pem().into_bytes()))
 }
 
 /// `usher cluster certs`: the CA in `out` (made if absent, else reused, so a
 /// node added later gets a certificate from the same CA), `node-N.pem` and
 /// `node-N.key` for each node, and `client.pem`/`client.key` for tools that
 /// call the peer API (the load harness) if `client`. Keys are mode 0600.
-/// Every certificate written is checked against `out/ca.pem` as peers would.
+/// Every certificate is checked against the CA as peers would check it
+/// before anything is written, so a CA pair that does not fit replaces no
+/// file that worked.
 pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, PeerTlsError> {
     std::fs::create_dir_all(out).map_err(|error| PeerTlsError::Write {
         path: out.to_path_buf(),
         error,
     })?;
-    let mut generated = Generated {
-        new_ca: false,
-        written: Vec::new(),
-    };
-    let issuer = ca(out, &mut generated)?;
+    let mut pending = Vec::new();
+    let (issuer, ca_pem) = ca(out, &mut pending)?;
+    let new_ca = !pending.is_empty();
     let mut stems: Vec<(String, String)> = nodes
         .iter()
         .map(|n| (format!("node-{n}"), format!("usher node {n}")))
@@ -356,32 +358,46 @@ pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, Pe
     if client {
         stems.push(("client".into(), "usher peer client".into()));
     }
-    for (stem, name) in &stems {
-        leaf(out, stem, name, &issuer, &mut generated)?;
-    }
     let ca_path = out.join("ca.pem");
-    for (stem, _) in &stems {
+    for (stem, name) in &stems {
+        let (cert_pem, key_pem) = leaf(name, &issuer)?;
         let (cert, key) = (
             out.join(format!("{stem}.pem")),
             out.join(format!("{stem}.key")),
         );
-        PeerTls::load(&PeerTlsFiles {
+        let files = PeerTlsFiles {
             cert: &cert,
             key: &key,
             ca: &ca_path,
-        })
-        .map_err(|e| {
+        };
+        PeerTls::check(cert_pem.clone(), key_pem.clone(), ca_pem.clone(), &files).map_err(|e| {
             invalid(
                 "the CA",
                 &ca_path,
                 format!(
                     "a certificate signed with ca.key does not verify against it ({e}): \
-                     ca.pem and ca.key must be the pair this command made"
+                         ca.pem and ca.key must be the pair this command made"
                 ),
             )
         })?;
+        pending.push(Pending {
+            path: key,
+            contents: key_pem,
+            private: true,
+        });
+        pending.push(Pending {
+            path: cert,
+            contents: cert_pem,
+            private: false,
+        });
     }
-    Ok(generated)
+    for file in &pending {
+        write(file)?;
+    }
+    Ok(Generated {
+        new_ca,
+        written: pending.into_iter().map(|f| f.path).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -443,6 +459,25 @@ mod tests {
         let ca = dir.path().join("ca.pem");
         let (cert, key, ca) = files(dir.path(), "node-4", &ca);
         load(&cert, &key, ca).unwrap();
+    }
+
+    #[test]
+    fn a_ca_pair_that_does_not_fit_replaces_no_file() {
+        let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        generate(dir.path(), &[1], false).unwrap();
+        generate(other.path(), &[1], false).unwrap();
+        // ca.key of another CA beside this ca.pem: what it signs cannot verify.
+        std::fs::copy(other.path().join("ca.key"), dir.path().join("ca.key")).unwrap();
+        let before = std::fs::read(dir.path().join("node-1.pem")).unwrap();
+        let err = generate(dir.path(), &[1, 2], false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be the pair"), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join("node-1.pem")).unwrap(),
+            before
+        );
+        assert!(!dir.path().join("node-2.pem").exists());
     }
 
     #[test]
