@@ -66,8 +66,18 @@ fn get_meta<T: for<'de> Deserialize<'de>>(
 }
 
 fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), StorageError> {
+    put_meta_with(db, key, value, redb::Durability::Immediate)
+}
+
+fn put_meta_with<T: Serialize>(
+    db: &Database,
+    key: &str,
+    value: &T,
+    durability: redb::Durability,
+) -> Result<(), StorageError> {
     let bytes = serde_json::to_vec(value).map_err(write_err)?;
-    let txn = db.begin_write().map_err(write_err)?;
+    let mut txn = db.begin_write().map_err(write_err)?;
+    txn.set_durability(durability).map_err(write_err)?;
     txn.open_table(META)
         .map_err(write_err)?
         .insert(key, bytes.as_slice())
@@ -162,9 +172,13 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
         get_meta(&self.db, VOTE)
     }
 
+    /// Not made durable on its own: the next log append's fsync takes it
+    /// along. A crash may lose the last few commit marks; the node then
+    /// applies less at start and learns the rest from the leader (or, alone,
+    /// commits it again when it is elected), as openraft allows.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let db = self.db.clone();
-        blocking(move || put_meta(&db, COMMITTED, &committed)).await
+        blocking(move || put_meta_with(&db, COMMITTED, &committed, redb::Durability::None)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
