@@ -320,23 +320,57 @@ impl LedgerHandle {
         shard: u32,
         command: Command,
     ) -> Result<Outcome, LedgerError> {
+        let mut outcomes = self.propose_local_many(shard, vec![command]).await;
+        outcomes
+            .pop()
+            .unwrap_or(Err(LedgerError::Stopped { shard }))
+    }
+
+    /// Like `propose_local` for several commands at once: they enter the
+    /// shard together (one entry when it is busy). One result per command, in
+    /// order; the attempt's timeout counts for all of them.
+    pub async fn propose_local_many(
+        &self,
+        shard: u32,
+        commands: Vec<Command>,
+    ) -> Vec<Result<Outcome, LedgerError>> {
         let index = shard;
-        let shard = self.shard(shard)?;
-        let (tx, rx) = oneshot::channel();
+        let n = commands.len();
+        let all = |e: LedgerError| (0..n).map(|_| Err(e.clone())).collect::<Vec<_>>();
+        let shard = match self.shard(index) {
+            Ok(s) => s,
+            Err(e) => return all(e),
+        };
+        let (entries, replies): (Vec<_>, Vec<_>) = commands
+            .into_iter()
+            .map(|command| {
+                let (tx, rx) = oneshot::channel();
+                ((command, tx), rx)
+            })
+            .unzip();
         let stopped = LedgerError::Stopped { shard: index };
-        shard
+        if shard
             .actor
-            .send(Propose { command, reply: tx })
+            .send(Propose { commands: entries })
             .await
-            .map_err(|_| stopped.clone())?;
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, rx).await {
-            Ok(answer) => answer.map_err(|_| stopped)?,
-            Err(_) => Err(LedgerError::Timeout {
-                shard: index,
-                what: "a proposal",
-                after: ATTEMPT_TIMEOUT,
-            }),
+            .is_err()
+        {
+            return all(stopped);
         }
+        let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
+        let mut outcomes = Vec::with_capacity(n);
+        for reply in replies {
+            outcomes.push(match tokio::time::timeout_at(deadline, reply).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(stopped.clone()),
+                Err(_) => Err(LedgerError::Timeout {
+                    shard: index,
+                    what: "a proposal",
+                    after: ATTEMPT_TIMEOUT,
+                }),
+            });
+        }
+        outcomes
     }
 
     fn remote(&self) -> Option<&Arc<dyn Remote>> {

@@ -1,6 +1,8 @@
-//! The shard actor: the one place commands enter a shard's Raft group. While
-//! one entry is being replicated and made durable, new commands queue; they go
-//! out together as the next entry, so a burst costs one fsync, not one each.
+//! The shard actor: the one place commands enter a shard's Raft group.
+//! Commands that arrive while entries are being replicated and made durable
+//! queue; they go out together as the next entry, so a burst costs one fsync,
+//! not one each. A few entries may be in flight at once (pipelining), so a
+//! shard's throughput is not one entry per replication round trip.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -10,14 +12,22 @@ use super::LedgerError;
 use crate::invites::{Command, Outcome};
 
 /// Commands per Raft entry at most.
-const MAX_BATCH: usize = 512;
+pub const MAX_BATCH: usize = 512;
+
+/// Raft entries of one shard written at once. openraft replicates what is in
+/// the log, so while one entry waits for the followers the next is appended
+/// and goes in the same AppendEntries.
+const MAX_IN_FLIGHT: usize = 4;
+
+pub type Reply = oneshot::Sender<Result<Outcome, LedgerError>>;
 
 pub struct LedgerShard {
     raft: Raft,
     index: u32,
-    queue: Vec<(Command, oneshot::Sender<Result<Outcome, LedgerError>>)>,
-    in_flight: bool,
-    /// Batching can be switched off to measure what it buys.
+    queue: Vec<(Command, Reply)>,
+    in_flight: usize,
+    /// Batching can be switched off to measure what it buys (then also one
+    /// entry at a time, as before pipelining).
     batching: bool,
 }
 
@@ -27,21 +37,29 @@ impl LedgerShard {
             raft,
             index,
             queue: Vec::new(),
-            in_flight: false,
+            in_flight: 0,
             batching,
         }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.queue.is_empty() {
-            return;
+        let (take, in_flight) = if self.batching {
+            (MAX_BATCH, MAX_IN_FLIGHT)
+        } else {
+            (1, 1)
+        };
+        while self.in_flight < in_flight && !self.queue.is_empty() {
+            let n = take.min(self.queue.len());
+            let batch: Vec<_> = self.queue.drain(..n).collect();
+            self.write(batch, ctx);
         }
-        let take = if self.batching { MAX_BATCH } else { 1 };
-        let n = take.min(self.queue.len());
-        let (commands, waiters): (Vec<_>, Vec<_>) = self.queue.drain(..n).unzip();
-        self.in_flight = true;
+    }
+
+    fn write(&mut self, batch: Vec<(Command, Reply)>, ctx: &mut Context<Self>) {
+        let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        self.in_flight += 1;
         let raft = self.raft.clone();
-        metrics::histogram!(crate::metrics::LEDGER_BATCH_SIZE).record(n as f64);
+        metrics::histogram!(crate::metrics::LEDGER_BATCH_SIZE).record(commands.len() as f64);
         let write = async move {
             let started = std::time::Instant::now();
             let batch = Batch {
@@ -55,7 +73,7 @@ impl LedgerShard {
         };
         let shard = self.index;
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
-            act.in_flight = false;
+            act.in_flight -= 1;
             match result {
                 Ok(response) => {
                     for (waiter, outcome) in waiters.into_iter().zip(response.data) {
@@ -78,19 +96,19 @@ impl Actor for LedgerShard {
     type Context = Context<Self>;
 }
 
-/// A command to put through Raft; answered with its outcome once applied.
+/// Commands to put through Raft, each answered with its outcome once applied.
+/// Sent together, they queue together (one entry when the shard is busy).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Propose {
-    pub command: Command,
-    pub reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+    pub commands: Vec<(Command, Reply)>,
 }
 
 impl Handler<Propose> for LedgerShard {
     type Result = ();
 
     fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) {
-        self.queue.push((msg.command, msg.reply));
+        self.queue.extend(msg.commands);
         self.flush(ctx);
     }
 }
