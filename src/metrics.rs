@@ -32,6 +32,8 @@ pub const STREAM_ERRORS: &str = "usher_stream_errors_total";
 pub const LEDGER_PROPOSAL_SECONDS: &str = "usher_ledger_proposal_seconds";
 /// Commands per Raft entry.
 pub const LEDGER_BATCH_SIZE: &str = "usher_ledger_batch_size";
+/// Commands per forwarded call to a shard leader on another node.
+pub const LEDGER_FORWARD_BATCH_SIZE: &str = "usher_ledger_forward_batch_size";
 /// One Raft client write: append, replicate, commit, apply.
 pub const RAFT_COMMIT_SECONDS: &str = "usher_raft_commit_seconds";
 /// Label `op`: get, row, insert, replace, roster_get, roster_item, roster_set,
@@ -57,6 +59,11 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
         .map_err(err)?
         .set_buckets_for_metric(Matcher::Full(LEDGER_BATCH_SIZE.into()), BATCH_BUCKETS)
+        .map_err(err)?
+        .set_buckets_for_metric(
+            Matcher::Full(LEDGER_FORWARD_BATCH_SIZE.into()),
+            BATCH_BUCKETS,
+        )
         .map_err(err)?
         .install_recorder()
         .map_err(err)?;
@@ -92,6 +99,11 @@ fn describe() {
         LEDGER_BATCH_SIZE,
         Unit::Count,
         "Ledger commands per Raft entry"
+    );
+    describe_histogram!(
+        LEDGER_FORWARD_BATCH_SIZE,
+        Unit::Count,
+        "Ledger commands per call forwarded to a shard leader"
     );
     describe_histogram!(
         RAFT_COMMIT_SECONDS,

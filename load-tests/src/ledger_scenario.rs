@@ -1,10 +1,11 @@
 //! The `ledger` scenario: reserve+commit pairs straight into the ledger, no
 //! XMPP. In-process (a standalone node's ledger in a temp dir) or against a
-//! running cluster through its peer API, sending each command to its shard's
-//! leader as a node forwarding it would.
+//! running cluster through its peer API: to each shard's leader, or to any
+//! node in turn, which forwards to the leader as it would its own commands.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,10 +14,9 @@ use tokio::sync::RwLock;
 
 use usher::clock::now_millis;
 use usher::invites::{Command, InviteKind, InviteSpec, Outcome, Purpose, RedeemPath, Token};
-use usher::ledger::{shard_of, LedgerHandle, LedgerOptions};
-use usher::peer::proto::ledger_failure::Kind;
-use usher::peer::proto::{ProposeRequest, StatusRequest};
-use usher::peer::{PeerClients, PeerTls, PeerTlsFiles};
+use usher::ledger::{shard_of, LedgerError, LedgerHandle, LedgerOptions};
+use usher::peer::proto::StatusRequest;
+use usher::peer::{Outboxes, PeerClients, PeerTls, PeerTlsFiles};
 
 pub struct Options {
     pub count: usize,
@@ -24,10 +24,12 @@ pub struct Options {
     pub batching: bool,
     pub shards: u32,
     pub dir: Option<PathBuf>,
-    /// A cluster node's peer address; unset: in-process.
-    pub peer: Option<String>,
+    /// Cluster nodes' peer addresses; empty: in-process.
+    pub peers: Vec<String>,
+    /// With `peers`: whom commands go to.
+    pub through: Through,
     pub secret_file: Option<PathBuf>,
-    /// With `peer`: a directory with the cluster CA (`ca.pem`) and a
+    /// With `peers`: a directory with the cluster CA (`ca.pem`) and a
     /// certificate from it to call with (`client.pem`, `client.key`), as
     /// `usher cluster certs --client` makes them.
     pub peer_tls_dir: Option<PathBuf>,
@@ -35,22 +37,50 @@ pub struct Options {
     pub json: bool,
 }
 
+/// Whom a cluster run sends its commands to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Through {
+    /// Each shard's leader (learnt from not-leader answers).
+    Leaders,
+    /// The given nodes in turn, whoever leads the shard: a follower forwards
+    /// the command as it would one of its own registrations.
+    Any,
+}
+
 /// Where commands go.
 enum Target {
     Local(LedgerHandle),
-    Remote(Remote),
+    Remote(Box<Remote>),
 }
 
+/// Commands go out as a node sends them: queued per node and shard, several
+/// per call (`usher::peer::Outboxes`).
 struct Remote {
     clients: Arc<PeerClients>,
-    entry: String,
+    entries: Vec<String>,
+    through: Through,
+    outboxes: Outboxes,
+    next: AtomicUsize,
     /// Leader address per shard, learnt from not-leader answers.
     leaders: RwLock<HashMap<u32, String>>,
 }
 
 impl Remote {
-    async fn propose(&self, shard: u32, command: &Command) -> anyhow::Result<Outcome> {
-        let body = serde_json::to_vec(command)?;
+    async fn send(&self, addr: &str, shard: u32, command: Command) -> Result<Outcome, LedgerError> {
+        self.outboxes
+            .propose(addr, shard, command, || self.clients.client(addr))
+            .await
+    }
+
+    async fn propose(&self, shard: u32, command: Command) -> anyhow::Result<Outcome> {
+        if self.through == Through::Any {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let addr = &self.entries[n % self.entries.len()];
+            return self
+                .send(addr, shard, command)
+                .await
+                .map_err(|e| anyhow!("shard {shard} via {addr}: {e}"));
+        }
         for _ in 0..20 {
             let addr = self
                 .leaders
@@ -58,31 +88,20 @@ impl Remote {
                 .await
                 .get(&shard)
                 .cloned()
-                .unwrap_or_else(|| self.entry.clone());
-            let reply = self
-                .clients
-                .client(&addr)
-                .map_err(|e| anyhow!("{e}"))?
-                .propose(ProposeRequest {
-                    shard,
-                    command: body.clone(),
-                })
-                .await
-                .map_err(|s| anyhow!("{addr}: {}", s.message()))?
-                .into_inner();
-            if let Some(failure) = reply.failure {
-                if failure.kind != Kind::NotLeader as i32 {
-                    bail!("shard {shard}: {}", failure.message);
+                .unwrap_or_else(|| self.entries[0].clone());
+            match self.send(&addr, shard, command.clone()).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(LedgerError::NotLeader {
+                    leader: Some((_, leader)),
+                    ..
+                }) if !leader.addr.is_empty() => {
+                    self.leaders.write().await.insert(shard, leader.addr);
                 }
-                match failure.leader.filter(|l| !l.addr.is_empty()) {
-                    Some(leader) => {
-                        self.leaders.write().await.insert(shard, leader.addr);
-                    }
-                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(LedgerError::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
                 }
-                continue;
+                Err(e) => bail!("shard {shard} via {addr}: {e}"),
             }
-            return Ok(serde_json::from_slice(&reply.outcome)?);
         }
         bail!("shard {shard}: no leader found")
     }
@@ -94,7 +113,7 @@ impl Target {
             Target::Local(ledger) => Ok(ledger.propose(command).await?),
             Target::Remote(remote) => {
                 let token = command.token().context("a command with a token")?;
-                remote.propose(shard_of(token, shards), &command).await
+                remote.propose(shard_of(token, shards), command).await
             }
         }
     }
@@ -112,7 +131,7 @@ fn token_in(shard: u32, shards: u32) -> Token {
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (target, shards, label) = match &o.peer {
+    let (target, shards, label) = match o.peers.first() {
         None => {
             let dir = o.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
             let options = LedgerOptions {
@@ -163,15 +182,22 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                 bail!("{peer} reports no shards");
             }
             let voters = status.shards[0].voters.len();
+            let via = match o.through {
+                Through::Leaders => "the shard leaders".to_owned(),
+                Through::Any => format!("any node ({})", o.peers.join(", ")),
+            };
             let label = format!(
-                "ledger reserve+commit, cluster via {peer}, {shards} shards, {voters} voters"
+                "ledger reserve+commit, cluster through {via}, {shards} shards, {voters} voters"
             );
             let remote = Remote {
                 clients,
-                entry: peer.clone(),
+                entries: o.peers.clone(),
+                through: o.through,
+                outboxes: Outboxes::new(Arc::default(), o.through == Through::Any),
+                next: AtomicUsize::new(0),
                 leaders: RwLock::new(HashMap::new()),
             };
-            (Target::Remote(remote), shards, label)
+            (Target::Remote(Box::new(remote)), shards, label)
         }
     };
     // One unlimited invite per shard, so the load spreads over all of them.

@@ -142,10 +142,14 @@ enum Scenario {
         /// In-process: where the ledger lives [default: a temporary directory]
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Load a running cluster through this node's peer API (host:port)
-        /// instead of an in-process ledger.
+        /// Load a running cluster through its peer API (host:port) instead of
+        /// an in-process ledger; repeat for several nodes.
         #[arg(long)]
-        peer: Option<String>,
+        peer: Vec<String>,
+        /// With --peer: send to each shard's leader, or to the given nodes in
+        /// turn (followers forward, as for their own registrations).
+        #[arg(long, value_enum, default_value = "leaders")]
+        through: ledger_scenario::Through,
         /// File holding the cluster secret, with --peer.
         #[arg(long)]
         secret_file: Option<PathBuf>,
@@ -505,6 +509,7 @@ fn main() -> anyhow::Result<()> {
         shards,
         dir,
         peer,
+        through,
         secret_file,
         peer_tls_dir,
     } = cli.scenario
@@ -515,7 +520,8 @@ fn main() -> anyhow::Result<()> {
             batching: !no_batching,
             shards,
             dir,
-            peer,
+            peers: peer,
+            through,
             secret_file,
             peer_tls_dir,
             deadline: Instant::now() + Duration::from_secs(cli.deadline),

@@ -6,6 +6,7 @@
 pub mod cluster;
 mod failure;
 mod network;
+mod outbox;
 mod remote;
 pub mod service;
 pub mod tls;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 pub use network::ShardNetwork;
+pub use outbox::Outboxes;
 pub use tls::{PeerTls, PeerTlsError, PeerTlsFiles};
 
 /// Code generated from proto/peer.proto.
@@ -45,7 +47,9 @@ pub struct PeerClients {
     tls: PeerTls,
     channels: Mutex<HashMap<String, Channel>>,
     /// Fault injection: while set, no peer call goes out or is served.
-    isolated: AtomicBool,
+    isolated: Arc<AtomicBool>,
+    /// Forwarded proposals waiting for their call (see `outbox`).
+    outboxes: Outboxes,
 }
 
 impl PeerClients {
@@ -53,11 +57,13 @@ impl PeerClients {
     /// from its CA, and send `secret` on every call.
     pub fn new(secret: &str, tls: PeerTls) -> Result<Arc<PeerClients>, PeerError> {
         let secret = crate::bearer::Attach::new(secret).map_err(|_| PeerError::BadSecret)?;
+        let isolated = Arc::new(AtomicBool::new(false));
         Ok(Arc::new(PeerClients {
             secret,
             tls,
             channels: Mutex::new(HashMap::new()),
-            isolated: AtomicBool::new(false),
+            outboxes: Outboxes::new(isolated.clone(), false),
+            isolated,
         }))
     }
 

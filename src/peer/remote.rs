@@ -1,11 +1,11 @@
-//! The ledger's `Remote`: forwarding proposals, read barriers and membership
-//! changes to a shard leader on another node.
+//! The ledger's `Remote`: forwarding proposals (batched, see `outbox`), read
+//! barriers and membership changes to a shard leader on another node.
 
 use async_trait::async_trait;
 use openraft::BasicNode;
 
 use super::failure::from_proto;
-use super::proto::{ChangeMembersRequest, LedgerFailure, ProposeRequest, ReadIndexRequest};
+use super::proto::{ChangeMembersRequest, LedgerFailure, ReadIndexRequest};
 use super::PeerClients;
 use crate::invites::{Command, Outcome};
 use crate::ledger::membership::Change;
@@ -40,19 +40,9 @@ impl Remote for PeerClients {
         command: Command,
     ) -> Result<Outcome, LedgerError> {
         let addr = leader.addr.as_str();
-        let request = ProposeRequest {
-            shard,
-            command: serde_json::to_vec(&command).map_err(|e| garbled(addr, e))?,
-        };
-        let reply = self
-            .client(addr)
-            .map_err(|e| unreachable(addr, e))?
-            .propose(request)
+        self.outboxes
+            .propose(addr, shard, command, || self.client(addr))
             .await
-            .map_err(|s| unreachable(addr, s.message()))?
-            .into_inner();
-        check(shard, addr, reply.failure)?;
-        serde_json::from_slice(&reply.outcome).map_err(|e| garbled(addr, e))
     }
 
     async fn read_index(

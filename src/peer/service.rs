@@ -11,6 +11,7 @@ use super::proto::{self, RaftKind};
 use super::PeerClients;
 use crate::invites::Command;
 use crate::ledger::membership::Change;
+use crate::ledger::shard::MAX_BATCH;
 use crate::ledger::types::{LedgerRaft, NodeId};
 use crate::ledger::{LedgerError, LedgerHandle};
 use crate::sessions::{Presence, RemoteSession, SessionDirectory};
@@ -90,18 +91,40 @@ impl Peer for PeerService {
     ) -> Result<Response<proto::ProposeReply>, Status> {
         self.check()?;
         let r = request.into_inner();
-        let command: Command = serde_json::from_slice(&r.command).map_err(bad)?;
-        let reply = match self.ledger.propose_local(r.shard, command).await {
-            Ok(outcome) => proto::ProposeReply {
-                outcome: json(&outcome)?,
-                ..Default::default()
-            },
-            Err(e) => proto::ProposeReply {
-                failure: failure(&e),
-                ..Default::default()
-            },
+        if r.commands.len() > MAX_BATCH {
+            return Err(bad(format!(
+                "{} commands in one call; at most {MAX_BATCH}",
+                r.commands.len()
+            )));
+        }
+        let commands = r
+            .commands
+            .iter()
+            .map(|c| serde_json::from_slice::<Command>(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let outcomes = if r.forward {
+            let calls = commands
+                .into_iter()
+                .map(|c| self.ledger.propose_to(r.shard, c));
+            futures_util::future::join_all(calls).await
+        } else {
+            self.ledger.propose_local_many(r.shard, commands).await
         };
-        Ok(Response::new(reply))
+        let mut results = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            results.push(match outcome {
+                Ok(outcome) => proto::ProposeResult {
+                    outcome: json(&outcome)?,
+                    failure: None,
+                },
+                Err(e) => proto::ProposeResult {
+                    outcome: Vec::new(),
+                    failure: failure(&e),
+                },
+            });
+        }
+        Ok(Response::new(proto::ProposeReply { results }))
     }
 
     async fn read_index(

@@ -1,0 +1,398 @@
+//! Forwarded proposals in batches. What this node sends to one shard's leader
+//! on one peer waits in an outbox; a few calls may be on their way at once,
+//! and whatever arrives meanwhile goes together in the next call. A busy
+//! follower so pays one RPC (and the leader one actor message and one entry)
+//! per batch, not one per command.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use super::failure::from_proto;
+use super::proto::ProposeRequest;
+use super::{PeerClient, PeerError};
+use crate::invites::{Command, Outcome};
+use crate::ledger::shard::MAX_BATCH;
+use crate::ledger::LedgerError;
+
+/// Calls per outbox on their way at once.
+const IN_FLIGHT: usize = 4;
+
+/// A command that waited this long for a free call is answered unreachable
+/// without being sent (so its caller may retry: it was never proposed).
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+type Answer = Result<Outcome, LedgerError>;
+
+struct Letter {
+    command: Command,
+    queued: Instant,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// One outbox per (peer address, shard), each drained by a task of its own.
+pub struct Outboxes {
+    boxes: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<Letter>>>,
+    /// The sender's fault-injection switch: while set, nothing goes out.
+    isolated: Arc<AtomicBool>,
+    /// Ask the peer to forward to wherever the shard is led (load tools);
+    /// a node sends only to the leader it knows.
+    forward: bool,
+    /// Calls sent so far, all outboxes together.
+    calls: Arc<AtomicU64>,
+}
+
+fn unreachable(addr: &str, reason: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Unreachable {
+        addr: addr.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Outboxes {
+    pub fn new(isolated: Arc<AtomicBool>, forward: bool) -> Outboxes {
+        Outboxes {
+            boxes: Mutex::new(HashMap::new()),
+            isolated,
+            forward,
+            calls: Arc::default(),
+        }
+    }
+
+    /// Calls sent so far (each with one batch).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Sends `command` for `shard` to the node at `addr` with the next call;
+    /// `client` is used only when the outbox is new.
+    pub async fn propose(
+        &self,
+        addr: &str,
+        shard: u32,
+        command: Command,
+        client: impl FnOnce() -> Result<PeerClient, PeerError>,
+    ) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        let letter = Letter {
+            command,
+            queued: Instant::now(),
+            reply: tx,
+        };
+        {
+            let mut boxes = self
+                .boxes
+                .lock()
+                .map_err(|_| unreachable(addr, "outbox table poisoned"))?;
+            let key = (addr.to_owned(), shard);
+            let letter = match boxes.get(&key) {
+                Some(outbox) => match outbox.send(letter) {
+                    Ok(()) => None,
+                    // Its task ended (a runtime that stopped): open a new one.
+                    Err(mpsc::error::SendError(letter)) => Some(letter),
+                },
+                None => Some(letter),
+            };
+            if let Some(letter) = letter {
+                let peer = client().map_err(|e| unreachable(addr, e))?;
+                let (outbox, inbox) = mpsc::unbounded_channel();
+                let to = Destination {
+                    peer,
+                    isolated: self.isolated.clone(),
+                    forward: self.forward,
+                    calls: self.calls.clone(),
+                    addr: addr.to_owned(),
+                    shard,
+                };
+                tokio::spawn(drain(to, inbox));
+                // A receiver was just made, so this send cannot fail.
+                let _ = outbox.send(letter);
+                boxes.insert(key, outbox);
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(unreachable(addr, "the outbox stopped")))
+    }
+}
+
+/// Where one outbox's calls go.
+#[derive(Clone)]
+struct Destination {
+    peer: PeerClient,
+    isolated: Arc<AtomicBool>,
+    forward: bool,
+    calls: Arc<AtomicU64>,
+    addr: String,
+    shard: u32,
+}
+
+/// Takes letters as calls become free: each call carries everything that
+/// queued while the others were on their way.
+async fn drain(to: Destination, mut inbox: mpsc::UnboundedReceiver<Letter>) {
+    let calls = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = inbox.recv().await {
+        let Ok(permit) = calls.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(8);
+        let mut next = Some(first);
+        while let Some(letter) = next.take() {
+            if letter.reply.is_closed() {
+                // Its caller gave up: nobody waits for the outcome.
+            } else if letter.queued.elapsed() > MAX_WAIT {
+                let _ = letter
+                    .reply
+                    .send(Err(unreachable(&to.addr, "no call free in time")));
+            } else {
+                batch.push(letter);
+            }
+            if batch.len() < MAX_BATCH {
+                next = inbox.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        metrics::histogram!(crate::metrics::LEDGER_FORWARD_BATCH_SIZE).record(batch.len() as f64);
+        let call = send(to.clone(), batch);
+        tokio::spawn(async move {
+            call.await;
+            drop(permit);
+        });
+    }
+}
+
+/// One call with a batch; every letter gets its own answer.
+async fn send(to: Destination, batch: Vec<Letter>) {
+    let Destination {
+        mut peer,
+        isolated,
+        forward,
+        calls,
+        addr,
+        shard,
+    } = to;
+    let mut commands = Vec::with_capacity(batch.len());
+    let mut letters = Vec::with_capacity(batch.len());
+    for letter in batch {
+        match serde_json::to_vec(&letter.command) {
+            Ok(bytes) => {
+                commands.push(bytes);
+                letters.push(letter);
+            }
+            Err(e) => {
+                let _ = letter.reply.send(Err(LedgerError::Config(format!(
+                    "a command that cannot be encoded: {e}"
+                ))));
+            }
+        }
+    }
+    if isolated.load(Ordering::Relaxed) {
+        for letter in letters {
+            let _ = letter.reply.send(Err(unreachable(
+                &addr,
+                "this node is isolated from its peers (fault injection)",
+            )));
+        }
+        return;
+    }
+    let request = ProposeRequest {
+        shard,
+        commands,
+        forward,
+    };
+    calls.fetch_add(1, Ordering::Relaxed);
+    let results = match peer.propose(request).await {
+        Ok(reply) => reply.into_inner().results,
+        Err(status) => {
+            let error = unreachable(&addr, status.message());
+            for letter in letters {
+                let _ = letter.reply.send(Err(error.clone()));
+            }
+            return;
+        }
+    };
+    if results.len() != letters.len() {
+        // A peer that runs something else: nothing can be matched up.
+        let error = LedgerError::Config(format!(
+            "{addr} answered {} results to {} commands",
+            results.len(),
+            letters.len()
+        ));
+        for letter in letters {
+            let _ = letter.reply.send(Err(error.clone()));
+        }
+        return;
+    }
+    for (letter, result) in letters.into_iter().zip(results) {
+        let answer = match result.failure {
+            Some(f) => Err(from_proto(shard, &addr, f)),
+            None => serde_json::from_slice(&result.outcome)
+                .map_err(|e| LedgerError::Config(format!("unreadable outcome from {addr}: {e}"))),
+        };
+        let _ = letter.reply.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::now_millis;
+    use crate::invites::{InviteKind, InviteSpec, Purpose, RedeemPath, Rejection, Token};
+    use crate::ledger::{LedgerHandle, LedgerOptions};
+    use crate::peer::service::{serve, PeerService};
+    use crate::peer::{PeerClients, PeerTls, PeerTlsFiles};
+    use crate::sessions::SessionDirectory;
+    use crate::xmpp::jid::{Domain, Username};
+
+    const SECRET: &str = "outbox-test-secret";
+
+    fn tls(dir: &std::path::Path) -> PeerTls {
+        crate::peer::tls::generate(dir, &[1], false).unwrap();
+        PeerTls::load(&PeerTlsFiles {
+            cert: &dir.join("node-1.pem"),
+            key: &dir.join("node-1.key"),
+            ca: &dir.join("ca.pem"),
+        })
+        .unwrap()
+    }
+
+    fn reserve(token: &Token, n: usize) -> Command {
+        Command::Reserve {
+            token: token.clone(),
+            reservation: format!("res-{n}").into(),
+            username: Username::parse(&format!("user{n}")).unwrap(),
+            purpose: Purpose::Register,
+            validated_at: now_millis(),
+            lease: 60_000,
+            lease_until: None,
+            operator_bound: false,
+            node: "test".into(),
+            path: RedeemPath::Ibr,
+        }
+    }
+
+    /// A node's peer API over a standalone ledger; returns its address.
+    async fn leader(dir: &std::path::Path, tls: PeerTls) -> (String, LedgerHandle) {
+        let options = LedgerOptions {
+            shards: 1,
+            ..LedgerOptions::default()
+        };
+        let ledger = LedgerHandle::open_single(&dir.join("data"), options)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let service = PeerService {
+            ledger: ledger.clone(),
+            clients: PeerClients::new(SECRET, tls.clone()).unwrap(),
+            directory: Arc::new(SessionDirectory::new(Domain::parse("example.org").unwrap())),
+            advertise: addr.clone(),
+            replication: 1,
+            limits: Default::default(),
+        };
+        tokio::spawn(serve(
+            listener,
+            service,
+            SECRET.into(),
+            tls,
+            std::future::pending(),
+        ));
+        (addr, ledger)
+    }
+
+    #[actix_rt::test]
+    async fn concurrent_forwards_share_calls_and_each_gets_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls(dir.path());
+        let (addr, ledger) = leader(dir.path(), tls.clone()).await;
+        let clients = PeerClients::new(SECRET, tls).unwrap();
+        let token = Token::generate();
+        let spec = InviteSpec {
+            token: token.clone(),
+            kind: InviteKind::Group,
+            username: None,
+            inviter: None,
+            allow_registration: false,
+            max_uses: Some(5),
+            roles: vec![],
+            groups: vec!["g".into()],
+            created_at: now_millis(),
+            expires_at: now_millis() + 60_000,
+            created_by: None,
+            generation: None,
+        };
+        let outboxes = Outboxes::new(Arc::default(), false);
+        let created = outboxes
+            .propose(&addr, 0, Command::Create(spec), || clients.client(&addr))
+            .await;
+        assert_eq!(created, Ok(Outcome::Created));
+
+        // 200 reservations of a 5-use invite at once, all through one outbox.
+        let outboxes = Arc::new(outboxes);
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let (outboxes, clients, addr) = (outboxes.clone(), clients.clone(), addr.clone());
+                let command = reserve(&token, n);
+                tokio::spawn(async move {
+                    outboxes
+                        .propose(&addr, 0, command, || clients.client(&addr))
+                        .await
+                })
+            })
+            .collect();
+        let mut reserved = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(Outcome::Reserved(_)) => reserved += 1,
+                Ok(Outcome::Rejected(Rejection::UsedUp)) => {}
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        assert_eq!(reserved, 5);
+        let calls = outboxes.calls();
+        assert!(calls < 100, "{calls} calls for 201 commands: not batched");
+        let held = ledger
+            .read(&token, |l| l.get(&token).map(|i| i.reservations.len()))
+            .await
+            .unwrap();
+        assert_eq!(held, Some(5));
+        ledger.shutdown().await;
+    }
+
+    #[actix_rt::test]
+    async fn an_unreachable_peer_fails_every_command_and_an_isolated_node_sends_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let clients = PeerClients::new(SECRET, tls(dir.path())).unwrap();
+        // Nothing listens on port 1.
+        let outboxes = Outboxes::new(Arc::default(), false);
+        let answer = outboxes
+            .propose("127.0.0.1:1", 0, reserve(&Token::generate(), 1), || {
+                clients.client("127.0.0.1:1")
+            })
+            .await;
+        assert!(
+            matches!(answer, Err(LedgerError::Unreachable { .. })),
+            "{answer:?}"
+        );
+
+        let isolated = Arc::new(AtomicBool::new(true));
+        let outboxes = Outboxes::new(isolated, false);
+        let answer = outboxes
+            .propose("127.0.0.1:1", 0, reserve(&Token::generate(), 2), || {
+                clients.client("127.0.0.1:1")
+            })
+            .await;
+        assert!(
+            matches!(&answer, Err(LedgerError::Unreachable { reason, .. }) if reason.contains("isolated")),
+            "{answer:?}"
+        );
+        assert_eq!(outboxes.calls(), 0);
+    }
+}
