@@ -135,8 +135,18 @@ struct Destination {
 async fn drain(to: Destination, mut inbox: mpsc::UnboundedReceiver<Letter>) {
     let calls = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = inbox.recv().await {
-        let Ok(permit) = calls.clone().acquire_owned().await else {
-            return;
+        // Calls stuck on a peer that went silent hold their permits for the
+        // channel's 10 s timeout; a letter is not kept waiting that long.
+        let wait = MAX_WAIT.saturating_sub(first.queued.elapsed());
+        let permit = match tokio::time::timeout(wait, calls.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let _ = first
+                    .reply
+                    .send(Err(unreachable(&to.addr, "no call free in time")));
+                continue;
+            }
         };
         let mut batch = Vec::with_capacity(8);
         let mut next = Some(first);
