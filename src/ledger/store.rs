@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -66,18 +66,8 @@ fn get_meta<T: for<'de> Deserialize<'de>>(
 }
 
 fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), StorageError> {
-    put_meta_with(db, key, value, redb::Durability::Immediate)
-}
-
-fn put_meta_with<T: Serialize>(
-    db: &Database,
-    key: &str,
-    value: &T,
-    durability: redb::Durability,
-) -> Result<(), StorageError> {
     let bytes = serde_json::to_vec(value).map_err(write_err)?;
-    let mut txn = db.begin_write().map_err(write_err)?;
-    txn.set_durability(durability).map_err(write_err)?;
+    let txn = db.begin_write().map_err(write_err)?;
     txn.open_table(META)
         .map_err(write_err)?
         .insert(key, bytes.as_slice())
@@ -89,11 +79,17 @@ fn put_meta_with<T: Serialize>(
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The newest commit mark openraft gave us, not yet on disk: it is
+    /// written by the next append, in the same transaction.
+    committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 impl LogStore {
     pub fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+        LogStore {
+            db,
+            committed: Arc::default(),
+        }
     }
 
     fn read_range(
@@ -172,13 +168,16 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
         get_meta(&self.db, VOTE)
     }
 
-    /// Not made durable on its own: the next log append's fsync takes it
-    /// along. A crash may lose the last few commit marks; the node then
-    /// applies less at start and learns the rest from the leader (or, alone,
-    /// commits it again when it is elected), as openraft allows.
+    /// Kept in memory until the next log append writes it (no transaction
+    /// or fsync of its own). A crash or stop loses the marks since the last
+    /// append; the node then applies less at start and learns the rest from
+    /// the leader (or, alone, commits it again when elected), as openraft allows.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        blocking(move || put_meta_with(&db, COMMITTED, &committed, redb::Durability::None)).await
+        *self
+            .committed
+            .lock()
+            .map_err(|_| write_err("commit mark lock poisoned"))? = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -201,6 +200,15 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
                 serde_json::to_vec(&entry).map_err(write_err)?,
             ));
         }
+        let committed = match self
+            .committed
+            .lock()
+            .map_err(|_| write_err("commit mark lock poisoned"))?
+            .take()
+        {
+            Some(mark) => Some(serde_json::to_vec(&mark).map_err(write_err)?),
+            None => None,
+        };
         let db = self.db.clone();
         // The commit is durable (fsync) before Raft is told the entries are on disk.
         let result = blocking(move || {
@@ -210,6 +218,12 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
                 for (index, bytes) in &rows {
                     table.insert(index, bytes.as_slice()).map_err(write_err)?;
                 }
+            }
+            if let Some(mark) = &committed {
+                txn.open_table(META)
+                    .map_err(write_err)?
+                    .insert(COMMITTED, mark.as_slice())
+                    .map_err(write_err)?;
             }
             txn.commit().map_err(write_err)
         })
