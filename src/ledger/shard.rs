@@ -68,6 +68,10 @@ impl LedgerShard {
         } else {
             (1, 1)
         };
+        // A caller that gave up (its attempt timed out; a forwarding node
+        // retries it anyway) is not proposed for: under overload such
+        // commands would otherwise pile up as duplicates.
+        self.queue.retain(|(_, reply)| !reply.is_closed());
         while self.in_flight < in_flight && !self.queue.is_empty() {
             let n = take.min(self.queue.len());
             let batch: Vec<_> = self.queue.drain(..n).collect();

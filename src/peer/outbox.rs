@@ -377,6 +377,46 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_command_the_leader_cannot_read_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls(dir.path());
+        let (addr, ledger) = leader(dir.path(), tls.clone()).await;
+        let clients = PeerClients::new(SECRET, tls).unwrap();
+        let good = || serde_json::to_vec(&reserve(&Token::generate(), 1)).unwrap();
+        let request = ProposeRequest {
+            shard: 0,
+            commands: vec![good(), b"{\"NoSuchCommand\":1}".to_vec(), good()],
+            forward: false,
+        };
+        let results = clients
+            .client(&addr)
+            .unwrap()
+            .propose(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        assert_eq!(results.len(), 3);
+        // Unknown invites: read and applied, each answered on its own.
+        for r in [&results[0], &results[2]] {
+            assert!(r.failure.is_none(), "{:?}", r.failure);
+            let outcome: Outcome = serde_json::from_slice(&r.outcome).unwrap();
+            assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+        }
+        let failure = results[1].failure.as_ref().expect("a failure");
+        assert_eq!(
+            failure.kind,
+            crate::peer::proto::ledger_failure::Kind::Config as i32
+        );
+        assert!(
+            failure.message.contains("unreadable command"),
+            "{}",
+            failure.message
+        );
+        ledger.shutdown().await;
+    }
+
+    #[actix_rt::test]
     async fn an_unreachable_peer_fails_every_command_and_an_isolated_node_sends_none() {
         let dir = tempfile::tempdir().unwrap();
         let clients = PeerClients::new(SECRET, tls(dir.path())).unwrap();

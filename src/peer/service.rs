@@ -97,22 +97,38 @@ impl Peer for PeerService {
                 r.commands.len()
             )));
         }
-        let commands = r
-            .commands
-            .iter()
-            .map(|c| serde_json::from_slice::<Command>(c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        let outcomes = if r.forward {
-            let calls = commands
+        // A command this node cannot read fails alone, not the batch it
+        // came in with (other callers' commands).
+        let mut readable = Vec::with_capacity(r.commands.len());
+        let mut unreadable = Vec::with_capacity(r.commands.len());
+        for bytes in &r.commands {
+            match serde_json::from_slice::<Command>(bytes) {
+                Ok(command) => {
+                    readable.push(command);
+                    unreadable.push(None);
+                }
+                Err(e) => unreadable.push(Some(LedgerError::Config(format!(
+                    "unreadable command: {e}"
+                )))),
+            }
+        }
+        let mut outcomes = if r.forward {
+            let calls = readable
                 .into_iter()
                 .map(|c| self.ledger.propose_to(r.shard, c));
             futures_util::future::join_all(calls).await
         } else {
-            self.ledger.propose_local_many(r.shard, commands).await
-        };
-        let mut results = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
+            self.ledger.propose_local_many(r.shard, readable).await
+        }
+        .into_iter();
+        let mut results = Vec::with_capacity(unreadable.len());
+        for failed in unreadable {
+            let outcome = match failed {
+                None => outcomes
+                    .next()
+                    .unwrap_or(Err(LedgerError::Stopped { shard: r.shard })),
+                Some(e) => Err(e),
+            };
             results.push(match outcome {
                 Ok(outcome) => proto::ProposeResult {
                     outcome: json(&outcome)?,
