@@ -11,6 +11,8 @@ mod network;
 mod routing;
 pub mod shard;
 mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 mod timing;
 pub mod types;
 
@@ -513,41 +515,8 @@ fn check_shard_count(dir: &Path, shards: u32) -> Result<(), LedgerError> {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{reserve, spec};
     use super::*;
-    use crate::clock::now_millis;
-    use crate::invites::{InviteKind, InviteSpec, Purpose, Token};
-
-    fn spec(max_uses: u32) -> InviteSpec {
-        InviteSpec {
-            token: Token::generate(),
-            kind: InviteKind::Group,
-            username: None,
-            inviter: None,
-            allow_registration: false,
-            max_uses: Some(max_uses),
-            roles: vec![],
-            groups: vec!["g".into()],
-            created_at: now_millis(),
-            expires_at: now_millis() + 60_000,
-            created_by: None,
-            generation: None,
-        }
-    }
-
-    fn reserve(token: &Token, n: usize) -> Command {
-        Command::Reserve {
-            token: token.clone(),
-            reservation: format!("res-{n}").into(),
-            username: crate::xmpp::jid::Username::parse(&format!("user{n}")).unwrap(),
-            purpose: Purpose::Register,
-            validated_at: now_millis(),
-            lease: 60_000,
-            lease_until: None,
-            operator_bound: false,
-            node: "test".into(),
-            path: crate::invites::RedeemPath::Ibr,
-        }
-    }
 
     #[actix_rt::test]
     async fn races_persistence_and_batching() {

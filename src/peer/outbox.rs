@@ -253,13 +253,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::now_millis;
-    use crate::invites::{InviteKind, InviteSpec, Purpose, RedeemPath, Rejection, Token};
+    use crate::invites::{Rejection, Token};
+    use crate::ledger::testing::{reserve, spec};
     use crate::ledger::{LedgerHandle, LedgerOptions};
     use crate::peer::service::{serve, PeerService};
     use crate::peer::{PeerClients, PeerTls, PeerTlsFiles};
     use crate::sessions::SessionDirectory;
-    use crate::xmpp::jid::{Domain, Username};
+    use crate::xmpp::jid::Domain;
 
     const SECRET: &str = "outbox-test-secret";
 
@@ -271,21 +271,6 @@ mod tests {
             ca: &dir.join("ca.pem"),
         })
         .unwrap()
-    }
-
-    fn reserve(token: &Token, n: usize) -> Command {
-        Command::Reserve {
-            token: token.clone(),
-            reservation: format!("res-{n}").into(),
-            username: Username::parse(&format!("user{n}")).unwrap(),
-            purpose: Purpose::Register,
-            validated_at: now_millis(),
-            lease: 60_000,
-            lease_until: None,
-            operator_bound: false,
-            node: "test".into(),
-            path: RedeemPath::Ibr,
-        }
     }
 
     /// A node's peer API over a standalone ledger; returns its address.
@@ -323,21 +308,8 @@ mod tests {
         let tls = tls(dir.path());
         let (addr, ledger) = leader(dir.path(), tls.clone()).await;
         let clients = PeerClients::new(SECRET, tls).unwrap();
-        let token = Token::generate();
-        let spec = InviteSpec {
-            token: token.clone(),
-            kind: InviteKind::Group,
-            username: None,
-            inviter: None,
-            allow_registration: false,
-            max_uses: Some(5),
-            roles: vec![],
-            groups: vec!["g".into()],
-            created_at: now_millis(),
-            expires_at: now_millis() + 60_000,
-            created_by: None,
-            generation: None,
-        };
+        let spec = spec(5);
+        let token = spec.token.clone();
         let outboxes = Outboxes::new(Arc::default(), false);
         let created = outboxes
             .propose(&addr, 0, Command::Create(spec), || clients.client(&addr))
