@@ -68,14 +68,20 @@ impl LedgerShard {
         } else {
             (1, 1)
         };
-        // A caller that gave up (its attempt timed out; a forwarding node
-        // retries it anyway) is not proposed for: under overload such
-        // commands would otherwise pile up as duplicates.
-        self.queue.retain(|(_, reply)| !reply.is_closed());
         while self.in_flight < in_flight && !self.queue.is_empty() {
             let n = take.min(self.queue.len());
-            let batch: Vec<_> = self.queue.drain(..n).collect();
-            self.write(batch, ctx);
+            // A caller that gave up (its attempt timed out; a forwarding node
+            // retries it anyway) is not proposed for: under overload such
+            // commands would otherwise pile up as duplicates. Checked as a
+            // batch is taken, not over the whole queue on every message.
+            let batch: Vec<_> = self
+                .queue
+                .drain(..n)
+                .filter(|(_, reply)| !reply.is_closed())
+                .collect();
+            if !batch.is_empty() {
+                self.write(batch, ctx);
+            }
         }
     }
 
