@@ -31,5 +31,6 @@ pub mod registration;
 pub mod secrets;
 pub mod sessions;
 pub mod throttle;
+pub mod tls_files;
 pub mod web;
 pub mod xmpp;

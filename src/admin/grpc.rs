@@ -376,15 +376,21 @@ fn lifecycle_status(e: crate::registration::LifecycleError) -> Status {
     }
 }
 
-/// Serves the admin API on a bound listener until `shutdown` resolves.
+/// Serves the admin API on a bound listener until `shutdown` resolves,
+/// inside TLS if `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: AdminService,
     token: String,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let check = crate::bearer::Check::new(token, "a valid admin bearer token is required");
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(AdminServer::with_interceptor(service, check))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),

@@ -39,25 +39,50 @@ pub enum Action {
         #[arg(long)]
         out: PathBuf,
         /// Node id to make a certificate for; repeat for several.
-        #[arg(long = "node", required = true, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long = "node", required_unless_present = "admin", value_parser = clap::value_parser!(u64).range(1..))]
         nodes: Vec<u64>,
         /// Also DIR/client.pem and DIR/client.key, for tools that call the
         /// peer API (usher-load ledger --peer).
         #[arg(long)]
         client: bool,
+        /// Also DIR/admin.pem and DIR/admin.key, for the admin API
+        /// (admin_tls.cert, admin_tls.key; the CLI's --ca-file is ca.pem).
+        /// The certificate names usher-admin, localhost, 127.0.0.1 and ::1.
+        #[arg(long)]
+        admin: bool,
+        /// Another name the admin certificate carries (a DNS name or an IP
+        /// address); repeat for several.
+        #[arg(long = "admin-name", requires = "admin")]
+        admin_names: Vec<String>,
     },
 }
 
 /// `usher cluster certs`: files only, no connection.
-fn certs(out: &std::path::Path, nodes: &[u64], client: bool) -> anyhow::Result<()> {
-    let made = usher::peer::tls::generate(out, nodes, client)
-        .with_context(|| format!("making peer certificates in {}", out.display()))?;
-    if made.new_ca {
+fn certs(
+    out: &std::path::Path,
+    nodes: &[u64],
+    client: bool,
+    admin: Option<&[String]>,
+) -> anyhow::Result<()> {
+    let mut made = Vec::new();
+    if !nodes.is_empty() || client {
+        made.push(
+            usher::peer::tls::generate(out, nodes, client)
+                .with_context(|| format!("making peer certificates in {}", out.display()))?,
+        );
+    }
+    if let Some(names) = admin {
+        made.push(
+            usher::peer::tls::generate_admin(out, names)
+                .with_context(|| format!("making the admin certificate in {}", out.display()))?,
+        );
+    }
+    if made.iter().any(|m| m.new_ca) {
         println!("made a new cluster CA in {}", out.display());
     } else {
         println!("signed with the CA in {}", out.display());
     }
-    for path in &made.written {
+    for path in made.iter().flat_map(|m| &m.written) {
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -66,8 +91,15 @@ fn certs(out: &std::path::Path, nodes: &[u64], client: bool) -> anyhow::Result<(
 // Long because it is one flat arm per `usher cluster` subcommand: each arm is
 // a request and how its answer is printed, read in place.
 pub async fn run(conn: Connection, action: Action) -> anyhow::Result<()> {
-    if let Action::Certs { out, nodes, client } = &action {
-        return certs(out, nodes, *client);
+    if let Action::Certs {
+        out,
+        nodes,
+        client,
+        admin,
+        admin_names,
+    } = &action
+    {
+        return certs(out, nodes, *client, admin.then_some(admin_names.as_slice()));
     }
     let mut client = connect(&conn).await?;
     match action {

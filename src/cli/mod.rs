@@ -5,11 +5,13 @@ pub mod account;
 pub mod cluster;
 pub mod invite;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
+use tonic::codegen::http::Uri;
 use tonic::transport::Endpoint;
 use tonic::Code;
 
@@ -18,9 +20,18 @@ use usher::config::Config;
 
 #[derive(Args)]
 pub struct Connection {
-    /// Admin API URL [default: http://ADMIN_ADDR from the config]
+    /// Admin API URL [default: ADMIN_ADDR from the config, https:// if it
+    /// sets admin_tls.cert]; http:// only to a loopback address
     #[arg(long, global = true)]
     server: Option<String>,
+    /// CA to check the admin API's certificate with (https://)
+    /// [default: admin_tls.ca from the config]
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
+    /// Name the admin API's certificate must carry [default: the URL's host;
+    /// `usher cluster certs --admin` certificates also carry usher-admin]
+    #[arg(long, global = true)]
+    tls_server_name: Option<String>,
     /// File with the admin bearer token [default: DATA_DIR/admin.token]
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
@@ -41,10 +52,15 @@ type Client = AdminClient<
 
 pub async fn connect(conn: &Connection) -> anyhow::Result<Client> {
     let config = Config::load(conn.config.as_deref()).map_err(|e| anyhow!("configuration: {e}"))?;
-    let url = conn
-        .server
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.admin_addr));
+    let url = conn.server.clone().unwrap_or_else(|| default_url(&config));
+    let uri: Uri = url
+        .parse()
+        .with_context(|| format!("invalid admin API URL {url}"))?;
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
     let token = match (&conn.token_file, &config.admin_token) {
         (Some(path), _) => read_token(path)?,
         (None, Some(t)) => t.clone(),
@@ -52,8 +68,32 @@ pub async fn connect(conn: &Connection) -> anyhow::Result<Client> {
     };
     let attach = usher::bearer::Attach::new(&token)
         .context("the admin token has characters a header cannot carry")?;
-    let channel = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("invalid admin API URL {url}"))?
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("invalid admin API URL {url}"))?;
+    match uri.scheme_str() {
+        Some("https") => {
+            let (key, ca) = match (&conn.ca_file, &config.admin_tls.ca) {
+                (Some(ca), _) => ("--ca-file", ca),
+                (None, Some(ca)) => ("admin_tls.ca", ca),
+                (None, None) => bail!(
+                    "{url} is TLS: pass --ca-file with the CA that signed the node's \
+                     admin certificate (or set admin_tls.ca)"
+                ),
+            };
+            let name = conn.tls_server_name.as_deref().unwrap_or(&host);
+            let tls = usher::admin::tls::client(key, ca, name)?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .context("the admin API's TLS settings")?;
+        }
+        Some("http") if is_loopback(&host) => {}
+        Some("http") => bail!(
+            "refusing to send the admin token in clear to {host}: use https:// (the node \
+             needs admin_tls) or reach it on a loopback address"
+        ),
+        _ => bail!("invalid admin API URL {url}: it starts with https:// or http://"),
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect()
@@ -62,12 +102,40 @@ pub async fn connect(conn: &Connection) -> anyhow::Result<Client> {
     Ok(AdminClient::with_interceptor(channel, attach))
 }
 
+/// The config's `admin_addr` as a URL: https if the node serves TLS; a
+/// wildcard address (0.0.0.0, ::) is reached on loopback.
+fn default_url(config: &Config) -> String {
+    let mut addr = config.admin_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let scheme = if config.admin_tls.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{addr}")
+}
+
+/// Whether the token may travel in clear to `host`: it never leaves the machine.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn source_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        // Some layers repeat their source's text in their own; say it once.
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         next = s.source();
     }
     out
@@ -97,4 +165,37 @@ pub fn time(ms: u64) -> String {
 pub fn fail(e: &anyhow::Error) -> std::process::ExitCode {
     eprintln!("usher: {e:#}");
     std::process::ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_travels_in_clear_only_on_loopback() {
+        for host in ["127.0.0.1", "127.0.0.9", "::1", "localhost", "LocalHost"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "10.0.0.1",
+            "0.0.0.0",
+            "usher-admin",
+            "example.org",
+            "::",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn the_default_url_follows_the_config() {
+        let mut config = Config::default();
+        assert_eq!(default_url(&config), "http://127.0.0.1:5290");
+        config.admin_addr = "0.0.0.0:5290".parse().unwrap();
+        config.admin_tls.cert = Some("admin.pem".into());
+        assert_eq!(default_url(&config), "https://127.0.0.1:5290");
+        config.admin_addr = "[::]:5290".parse().unwrap();
+        assert_eq!(default_url(&config), "https://[::1]:5290");
+    }
 }

@@ -52,6 +52,8 @@ pub struct Config {
     /// Bearer token of the admin API; unset: one is generated at first start
     /// in `DATA_DIR/admin.token`, readable by the owner only.
     pub admin_token: Option<String>,
+    /// TLS of the admin API; required when `admin_addr` is not loopback.
+    pub admin_tls: AdminTlsConfig,
     /// Accounts, the TLS certificate (when generated) and node secrets live here.
     pub data_dir: PathBuf,
     /// In-band registration (XEP-0077) at all.
@@ -136,6 +138,18 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminTlsConfig {
+    /// PEM certificate chain the admin API presents; with `key`. Unset: the
+    /// admin API is plain gRPC, allowed on a loopback `admin_addr` only.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The CA the CLI checks that certificate with when it reads this config
+    /// (the node itself does not use it).
+    pub ca: Option<PathBuf>,
+}
+
 /// Accepts `["a:9042", "b:9042"]` (TOML) or `"a:9042,b:9042"` (environment).
 pub(crate) fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -164,6 +178,7 @@ impl Default for Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 5280)),
             node_name: None,
             admin_token: None,
+            admin_tls: AdminTlsConfig::default(),
             data_dir: PathBuf::from("usher-data"),
             allow_registration: true,
             registration_invite_only: true,
@@ -341,6 +356,7 @@ impl Config {
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }
+        self.check_admin_tls()?;
         if let Some(base) = &self.web_base_url {
             if !(base.starts_with("https://") || base.starts_with("http://")) {
                 return Err(invalid(
@@ -348,6 +364,29 @@ impl Config {
                     "must start with https:// or http://",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Every admin call carries the token: beyond loopback only inside TLS.
+    fn check_admin_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.admin_tls;
+        if tls.cert.is_some() != tls.key.is_some() {
+            return Err(invalid(
+                "admin_tls",
+                "set both `admin_tls.cert` and `admin_tls.key`, or neither",
+            ));
+        }
+        if tls.cert.is_none() && !self.admin_addr.ip().is_loopback() {
+            return Err(invalid(
+                "admin_addr",
+                format!(
+                    "{} is reachable beyond this host, where the admin token would cross \
+                     in clear: set admin_tls.cert and admin_tls.key (`usher cluster certs \
+                     --admin` makes a pair), or listen on a loopback address",
+                    self.admin_addr
+                ),
+            ));
         }
         Ok(())
     }
@@ -507,6 +546,29 @@ mod tests {
         assert_eq!(c.ledger.election_timeout, Duration::from_secs(3));
         let e = error(&[("USHER_DOMAIN", "a b")]);
         assert!(e.contains("domain"), "{e}");
+    }
+
+    #[test]
+    fn an_admin_api_beyond_loopback_needs_tls() {
+        for addr in ["0.0.0.0:5290", "[::]:5290", "10.1.2.3:5290"] {
+            let e = error(&[("USHER_ADMIN_ADDR", addr)]);
+            assert!(
+                e.contains("admin_addr") && e.contains("admin_tls.cert"),
+                "{e}"
+            );
+        }
+        for addr in ["127.0.0.1:5290", "127.0.0.3:5290", "[::1]:5290"] {
+            load(None, &[("USHER_ADMIN_ADDR", addr)]).unwrap();
+        }
+        let tls = [
+            ("USHER_ADMIN_ADDR", "0.0.0.0:5290"),
+            ("USHER_ADMIN_TLS__CERT", "/etc/usher/admin.pem"),
+            ("USHER_ADMIN_TLS__KEY", "/etc/usher/admin.key"),
+        ];
+        let c = load(None, &tls).unwrap();
+        assert_eq!(c.admin_tls.key, Some(PathBuf::from("/etc/usher/admin.key")));
+        let e = error(&tls[..2]);
+        assert!(e.contains("admin_tls.key"), "{e}");
     }
 
     #[test]

@@ -61,9 +61,9 @@ pub enum NodeError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("cluster: {0}")]
     Cluster(String),
-    /// Names the config key and the file itself.
+    /// Peer or admin TLS files; names the config key and the file itself.
     #[error(transparent)]
-    PeerTls(#[from] crate::peer::PeerTlsError),
+    TlsFiles(#[from] crate::tls_files::TlsFileError),
     #[error(
         "limits.max_connections is {configured} but the open-file limit of {limit} leaves \
          room for {room}: raise the limit (ulimit -n, LimitNOFILE) or lower the setting"
@@ -168,16 +168,23 @@ impl Node {
         let admin_token =
             crate::admin::token::load_or_create(config.admin_token.as_deref(), &config.data_dir)
                 .map_err(NodeError::AdminToken)?;
+        let admin_tls = crate::admin::tls::server(&config.admin_tls)?;
         let arbiters = start_clients(&shared, &stop, &mut tasks).await?;
         let admin = bind("admin_addr", config.admin_addr).await?;
         let service = admin_service(&config, &ledger, &store, &shared.registrar, peers);
-        let serve =
-            crate::admin::grpc::serve(admin, service, admin_token, stop.clone().cancelled_owned());
+        let serve = crate::admin::grpc::serve(
+            admin,
+            service,
+            admin_token,
+            admin_tls,
+            stop.clone().cancelled_owned(),
+        );
         tasks.listen("admin API", serve);
         tracing::info!(
             domain = %config.domain,
             c2s = %config.c2s_addr,
             admin = %config.admin_addr,
+            admin_tls = config.admin_tls.cert.is_some(),
             http = %config.http_addr,
             data_dir = %config.data_dir.display(),
             invite_only = config.registration_invite_only,

@@ -20,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use network::ShardNetwork;
 pub use outbox::Outboxes;
-pub use tls::{PeerTls, PeerTlsError, PeerTlsFiles};
+pub use tls::{PeerTls, PeerTlsFiles, TlsFileError};
 
 /// Code generated from proto/peer.proto.
 pub mod proto {

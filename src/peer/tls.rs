@@ -3,7 +3,8 @@
 //! calls, and admits only peers whose certificate chains to that CA. Every
 //! node certificate carries one fixed DNS name, [`SERVER_NAME`], which clients
 //! check instead of the peer's address (IPs and pod names change; the CA does
-//! not). And `usher cluster certs`: the CA and the node certificates.
+//! not). And `usher cluster certs`: the CA, the node certificates and the
+//! admin API's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,14 +13,18 @@ use rustls::client::danger::ServerCertVerifier as _;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
-use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+pub use crate::tls_files::TlsFileError;
+use crate::tls_files::{certificates, identity, invalid, provider, read};
 
 /// The DNS name in every node certificate, and the one clients verify.
 pub const SERVER_NAME: &str = "usher-peer";
+
+/// A DNS name in every admin API certificate `usher cluster certs` makes.
+pub const ADMIN_SERVER_NAME: &str = "usher-admin";
 
 /// How long a caller has to finish the TLS handshake on the peer port.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -27,30 +32,6 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// Common name of the CA `usher cluster certs` makes; its issuer name when it
 /// signs with a CA it made before.
 const CA_NAME: &str = "usher cluster CA";
-
-#[derive(Debug, thiserror::Error)]
-pub enum PeerTlsError {
-    // `error`, not `source`: the message has it already, once.
-    #[error("{key} ({path}): cannot read it: {error}")]
-    Read {
-        key: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{key} ({path}): {message}")]
-    Invalid {
-        key: &'static str,
-        path: PathBuf,
-        message: String,
-    },
-    #[error("{path}: {error}")]
-    Write {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("generating a certificate: {0}")]
-    Generate(#[from] rcgen::Error),
-}
 
 /// Paths of a node's TLS material, each with the config key naming it.
 pub struct PeerTlsFiles<'a> {
@@ -73,41 +54,7 @@ impl std::fmt::Debug for PeerTls {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, PeerTlsError> {
-    std::fs::read(path).map_err(|error| PeerTlsError::Read {
-        key,
-        path: path.to_path_buf(),
-        error,
-    })
-}
-
-fn invalid(key: &'static str, path: &Path, message: impl Into<String>) -> PeerTlsError {
-    PeerTlsError::Invalid {
-        key,
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
-}
-
-fn certificates(
-    key: &'static str,
-    path: &Path,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, PeerTlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(key, path, format!("not a PEM certificate file: {e}")))?;
-    if certs.is_empty() {
-        return Err(invalid(key, path, "no certificate in the file"));
-    }
-    Ok(certs)
-}
-
-fn roots(path: &Path, pem: &[u8]) -> Result<Arc<RootCertStore>, PeerTlsError> {
+fn roots(path: &Path, pem: &[u8]) -> Result<Arc<RootCertStore>, TlsFileError> {
     let key = "cluster.tls_ca";
     let mut roots = RootCertStore::empty();
     for cert in certificates(key, path, pem)? {
@@ -124,7 +71,7 @@ impl PeerTls {
     /// serve and call. Errors name the config key and the file.
     /// Also installs ring as the process's crypto provider, which tonic's
     /// TLS needs (see [`PeerTls::install_crypto_provider`]).
-    pub fn load(files: &PeerTlsFiles<'_>) -> Result<PeerTls, PeerTlsError> {
+    pub fn load(files: &PeerTlsFiles<'_>) -> Result<PeerTls, TlsFileError> {
         let cert_pem = read("cluster.tls_cert", files.cert)?;
         let key_pem = read("cluster.tls_key", files.key)?;
         let ca_pem = read("cluster.tls_ca", files.ca)?;
@@ -138,26 +85,16 @@ impl PeerTls {
         key_pem: Vec<u8>,
         ca_pem: Vec<u8>,
         files: &PeerTlsFiles<'_>,
-    ) -> Result<PeerTls, PeerTlsError> {
+    ) -> Result<PeerTls, TlsFileError> {
         PeerTls::install_crypto_provider();
-        let chain = certificates("cluster.tls_cert", files.cert, &cert_pem)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-            invalid(
-                "cluster.tls_key",
-                files.key,
-                format!("not a PEM private key: {e}"),
-            )
-        })?;
+        let chain = identity(
+            ("cluster.tls_cert", "cluster.tls_key"),
+            (files.cert, files.key),
+            &cert_pem,
+            &key_pem,
+        )?;
         let roots = roots(files.ca, &ca_pem)?;
-        let provider = provider();
-        CertifiedKey::from_der(chain.clone(), key, &provider).map_err(|e| {
-            invalid(
-                "cluster.tls_key",
-                files.key,
-                format!("not the key of {} ({e})", files.cert.display()),
-            )
-        })?;
-        verify_node_chain(&chain, roots, provider).map_err(|message| {
+        verify_node_chain(&chain, roots, provider()).map_err(|message| {
             invalid(
                 "cluster.tls_cert",
                 files.cert,
@@ -194,8 +131,7 @@ impl PeerTls {
     /// provider, which cannot be chosen by itself here (the CQL driver brings
     /// a second one): ring, as everywhere else in usher. Idempotent.
     pub fn install_crypto_provider() {
-        // An error means one is installed already, which is all that matters.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls_files::install_crypto_provider();
     }
 }
 
@@ -259,12 +195,12 @@ struct Pending {
 fn ca(
     out: &Path,
     pending: &mut Vec<Pending>,
-) -> Result<(rcgen::Issuer<'static, rcgen::KeyPair>, Vec<u8>), PeerTlsError> {
+) -> Result<(rcgen::Issuer<'static, rcgen::KeyPair>, Vec<u8>), TlsFileError> {
     let (cert_path, key_path) = (out.join("ca.pem"), out.join("ca.key"));
     let params = ca_params()?;
     if cert_path.exists() && key_path.exists() {
         let ca_pem = read("the CA certificate", &cert_path)?;
-        let pem = std::fs::read_to_string(&key_path).map_err(|error| PeerTlsError::Read {
+        let pem = std::fs::read_to_string(&key_path).map_err(|error| TlsFileError::Read {
             key: "the CA key",
             path: key_path.clone(),
             error,
@@ -302,13 +238,13 @@ fn ca(
     Ok((rcgen::Issuer::new(params, key), ca_pem))
 }
 
-fn write(file: &Pending) -> Result<(), PeerTlsError> {
+fn write(file: &Pending) -> Result<(), TlsFileError> {
     let written = if file.private {
         crate::secrets::write_private(&file.path, &file.contents)
     } else {
         std::fs::write(&file.path, &file.contents)
     };
-    written.map_err(|error| PeerTlsError::Write {
+    written.map_err(|error| TlsFileError::Write {
         path: file.path.clone(),
         error,
     })
@@ -319,7 +255,7 @@ fn write(file: &Pending) -> Result<(), PeerTlsError> {
 fn leaf(
     common_name: &str,
     issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
-) -> Result<(Vec<u8>, Vec<u8>), PeerTlsError> {
+) -> Result<(Vec<u8>, Vec<u8>), TlsFileError> {
     let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -343,8 +279,8 @@ fn leaf(
 /// Every certificate is checked against the CA as peers would check it
 /// before anything is written, so a CA pair that does not fit replaces no
 /// file that worked.
-pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, PeerTlsError> {
-    std::fs::create_dir_all(out).map_err(|error| PeerTlsError::Write {
+pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, TlsFileError> {
+    std::fs::create_dir_all(out).map_err(|error| TlsFileError::Write {
         path: out.to_path_buf(),
         error,
     })?;
@@ -400,6 +336,78 @@ pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, Pe
     })
 }
 
+/// `usher cluster certs --admin`: `admin.pem` and `admin.key`, a server
+/// certificate for the admin API signed by the CA in `out` (made if absent),
+/// naming [`ADMIN_SERVER_NAME`], `localhost`, `127.0.0.1`, `::1`
+/// and each of `names` (DNS names or IP addresses). Checked as the CLI would
+/// check it before anything is written.
+pub fn generate_admin(out: &Path, names: &[String]) -> Result<Generated, TlsFileError> {
+    std::fs::create_dir_all(out).map_err(|error| TlsFileError::Write {
+        path: out.to_path_buf(),
+        error,
+    })?;
+    let mut pending = Vec::new();
+    let (issuer, ca_pem) = ca(out, &mut pending)?;
+    let new_ca = !pending.is_empty();
+    let mut sans: Vec<String> = [ADMIN_SERVER_NAME, "localhost", "127.0.0.1", "::1"]
+        .map(str::to_owned)
+        .into();
+    sans.extend(
+        names
+            .iter()
+            .filter(|n| !sans.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut params = rcgen::CertificateParams::new(sans)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "usher admin API");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    let (cert_pem, key_pem) = (cert.pem().into_bytes(), key.serialize_pem().into_bytes());
+    let ca_path = out.join("ca.pem");
+    let chain = certificates("admin.pem", &out.join("admin.pem"), &cert_pem)?;
+    let roots = roots(&ca_path, &ca_pem)?;
+    let name = ServerName::try_from(ADMIN_SERVER_NAME)
+        .map_err(|e| invalid("admin.pem", out, e.to_string()))?;
+    WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| invalid("the CA", &ca_path, e.to_string()))?
+        .verify_server_cert(&chain[0], &[], &name, &[], UnixTime::now())
+        .map_err(|e| {
+            invalid(
+                "the CA",
+                &ca_path,
+                format!(
+                    "a certificate signed with ca.key does not verify against it ({e}): \
+                     ca.pem and ca.key must be the pair this command made"
+                ),
+            )
+        })?;
+    pending.push(Pending {
+        path: out.join("admin.key"),
+        contents: key_pem,
+        private: true,
+    });
+    pending.push(Pending {
+        path: out.join("admin.pem"),
+        contents: cert_pem,
+        private: false,
+    });
+    for file in &pending {
+        write(file)?;
+    }
+    Ok(Generated {
+        new_ca,
+        written: pending.into_iter().map(|f| f.path).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,7 +420,7 @@ mod tests {
         )
     }
 
-    fn load(cert: &Path, key: &Path, ca: &Path) -> Result<PeerTls, PeerTlsError> {
+    fn load(cert: &Path, key: &Path, ca: &Path) -> Result<PeerTls, TlsFileError> {
         PeerTls::load(&PeerTlsFiles { cert, key, ca })
     }
 
@@ -445,6 +453,48 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+
+    #[test]
+    fn the_admin_certificate_names_what_the_cli_checks_and_shares_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), &[1], false).unwrap();
+        let made =
+            generate_admin(dir.path(), &["admin.example.org".into(), "10.0.0.7".into()]).unwrap();
+        assert!(!made.new_ca, "signed by the cluster CA already there");
+        let ca = dir.path().join("ca.pem");
+        let roots = roots(&ca, &std::fs::read(&ca).unwrap()).unwrap();
+        let cert = dir.path().join("admin.pem");
+        let chain = certificates("c", &cert, &std::fs::read(&cert).unwrap()).unwrap();
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .unwrap();
+        let check = |name: &'static str| {
+            let name = ServerName::try_from(name).unwrap();
+            verifier.verify_server_cert(&chain[0], &[], &name, &[], UnixTime::now())
+        };
+        for name in [
+            ADMIN_SERVER_NAME,
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "admin.example.org",
+            "10.0.0.7",
+        ] {
+            check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(check("usher-peer").is_err() && check("10.0.0.8").is_err());
+        // A server certificate only: no peer admits it as a node.
+        assert!(verify_node_chain(&chain, roots, provider()).is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join("admin.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
     }
 

@@ -18,7 +18,7 @@ import yaml
 
 # The client tests' fixtures module knows where the usher binary is.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "clients"))
-from conftest import usher_binary  # noqa: E402
+from conftest import Node, usher_binary  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "usher"
@@ -84,7 +84,9 @@ def test_default_values_render_one_node_with_embedded_storage():
     assert set(secret_env(c)) == {"USHER_ADMIN_TOKEN"}
     # No peers, no peer TLS.
     assert not any(k.startswith("USHER_CLUSTER__TLS") for k in env)
-    assert set(m["Secret"]) == {f"{RELEASE}-usher"}
+    # The admin port listens on the pod's addresses: inside TLS, one node too.
+    assert set(m["Secret"]) == {f"{RELEASE}-usher", f"{RELEASE}-usher-admin-tls"}
+    assert env["USHER_ADMIN_TLS__CERT"] == "/etc/usher/admin-tls/tls.crt"
     # Probes on the HTTP port: /ready gates start-up and traffic, /health liveness.
     assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
@@ -198,12 +200,65 @@ def test_the_generated_peer_certificate_chains_to_its_ca_and_names_usher_peer():
     assert again["ca.crt"] != data["ca.crt"]
 
 
+def test_the_generated_admin_certificate_serves_the_cli_in_a_pod():
+    """The chart's admin TLS Secret, the pod's admin settings and the CLI as
+    `kubectl exec … usher invite create` runs it (no --server, no --ca-file):
+    a real node serves TLS with those files and the CLI checks it by the CA."""
+    m = production()
+    _, c = container(m)
+    env = plain_env(c)
+    assert env["USHER_ADMIN_ADDR"] == "0.0.0.0:5290"
+    mounts = {v["name"]: v for v in c["volumeMounts"]}
+    assert mounts["admin-tls"]["mountPath"] == "/etc/usher/admin-tls"
+    data = m["Secret"][f"{RELEASE}-usher-admin-tls"]["data"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in data.items():
+            (pathlib.Path(tmp) / name).write_bytes(base64.b64decode(text))
+        tls = {k: v.replace("/etc/usher/admin-tls", tmp) for k, v in env.items()
+               if k.startswith("USHER_ADMIN_TLS__")}
+        assert set(tls) == {"USHER_ADMIN_TLS__CERT", "USHER_ADMIN_TLS__KEY", "USHER_ADMIN_TLS__CA"}
+        node = Node({k: v for k, v in tls.items() if k != "USHER_ADMIN_TLS__CA"})
+        try:
+            pod_env = {"PATH": os.environ.get("PATH", ""), **tls,
+                       "USHER_DATA_DIR": str(node.data_dir),
+                       "USHER_ADMIN_ADDR": f"127.0.0.1:{node.admin_port}"}
+
+            def cli(*args, env=pod_env):
+                return subprocess.run([usher_binary(), "invite", "create", *args],
+                                      capture_output=True, text=True, timeout=30, env=env)
+
+            out = cli("--role", "admin")
+            assert out.returncode == 0, out.stderr
+            assert "preauth=" in out.stdout
+            # The Service's name, reached at 127.0.0.1, is in the certificate too.
+            service = f"{RELEASE}-usher-admin.{NAMESPACE}.svc"
+            assert cli("--tls-server-name", service).returncode == 0
+            # A name it does not carry, or in clear: refused, nothing created.
+            wrong = cli("--tls-server-name", "elsewhere.example")
+            assert wrong.returncode != 0 and "cannot reach the admin API" in wrong.stderr
+            plain = cli("--server", f"http://127.0.0.1:{node.admin_port}")
+            assert plain.returncode != 0
+            no_ca = {k: v for k, v in pod_env.items() if k != "USHER_ADMIN_TLS__CA"}
+            out = cli(env=no_ca)
+            assert out.returncode != 0 and "--ca-file" in out.stderr, out.stderr
+        finally:
+            node.stop()
+
+
 def test_peer_tls_from_an_existing_secret():
     m = render("-f", str(PRODUCTION), "--set", "peerTls.existingSecret=my-peer-tls")
     assert f"{RELEASE}-usher-peer-tls" not in m["Secret"]
     sts, _ = container(m)
     volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
     assert volumes["peer-tls"]["secret"]["secretName"] == "my-peer-tls"
+
+
+def test_admin_tls_from_an_existing_secret():
+    m = render("--set", "adminTls.existingSecret=my-admin-tls")
+    assert f"{RELEASE}-usher-admin-tls" not in m["Secret"]
+    sts, _ = container(m)
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["admin-tls"]["secret"] == {"secretName": "my-admin-tls", "defaultMode": 0o440}
 
 
 def run_start_script(c, pod, extra_env):

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
         "failpoint",
         "blocking_pool",
         "throttle",
+        "tls_files",
     ],
     &["invites", "config"],
     &["accounts", "ledger"],

@@ -13,6 +13,7 @@ mod fixture;
 mod abuse;
 mod accounts;
 mod adhoc;
+mod admin_tls;
 mod cluster;
 mod cql;
 mod hostile;

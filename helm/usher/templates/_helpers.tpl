@@ -38,6 +38,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-peer-tls" (include "usher.fullname" .)) .Values.peerTls.existingSecret -}}
 {{- end -}}
 
+{{- define "usher.adminTlsSecret" -}}
+{{- default (printf "%s-admin-tls" (include "usher.fullname" .)) .Values.adminTls.existingSecret -}}
+{{- end -}}
+
 {{/* A pod's peer address: NAME.PEERS.NAMESPACE.svc.DOMAIN:5270 */}}
 {{- define "usher.peerHost" -}}
 {{- printf "%s.%s.svc.%s" (include "usher.peers" .) .Release.Namespace .Values.cluster.clusterDomain -}}
