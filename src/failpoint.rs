@@ -51,6 +51,9 @@ pub async fn delay(name: &str) {
     }
 }
 
+/// Whether this build has failpoints; a crash test asks before it relies on one.
+pub const COMPILED: bool = cfg!(feature = "failpoints");
+
 /// Without the feature a failpoint is nothing at all.
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]

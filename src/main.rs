@@ -123,6 +123,11 @@ fn main() -> ExitCode {
             if !ignored.is_empty() {
                 tracing::info!(variables = ?ignored, "USHER_ variables that are no setting, ignored");
             }
+            if !usher::failpoint::COMPILED && std::env::var_os("USHER_FAILPOINTS").is_some() {
+                // A crash test run against a release build would wait for a
+                // crash that cannot come; say so where it looks.
+                tracing::warn!("USHER_FAILPOINTS is set, but this build has no failpoints");
+            }
             match serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

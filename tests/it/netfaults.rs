@@ -86,6 +86,13 @@ async fn netns_kill_mid_saga() {
             s.ok(&["stop", "2"]).await;
             s.ok_with(&["restart", "2"], &[("USHER_FAILPOINTS", failpoint)])
                 .await;
+            // Up by now, so it has said whether it can crash there at all.
+            let log =
+                std::fs::read_to_string(s.cluster.dir().join("node2.log")).unwrap_or_default();
+            assert!(
+                !log.contains("this build has no failpoints"),
+                "the usher under test has no failpoints (TEST_USHER_BIN a release build?)"
+            );
             // The storm's next registration through node 2 aborts it mid-saga.
             s.send_to(victim);
             let died = wait_dead(&s.cluster, victim, Duration::from_secs(30)).await;
