@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -26,6 +26,11 @@ const IN_FLIGHT: usize = 4;
 /// without being sent (so its caller may retry: it was never proposed).
 const MAX_WAIT: Duration = Duration::from_secs(5);
 
+/// An outbox that carried nothing for this long closes (its task ends and
+/// its entry goes), so leaders that moved away or nodes that left cost
+/// nothing; the next command to them opens a new one.
+const IDLE: Duration = Duration::from_secs(60);
+
 type Answer = Result<Outcome, LedgerError>;
 
 struct Letter {
@@ -34,9 +39,22 @@ struct Letter {
     reply: oneshot::Sender<Answer>,
 }
 
+type Key = (String, u32);
+
+/// An open outbox: where its letters go in, and which one it is (a closing
+/// task removes its own entry, never a newer one under the same key).
+struct Open {
+    letters: mpsc::UnboundedSender<Letter>,
+    generation: u64,
+}
+
+type Table = Mutex<HashMap<Key, Open>>;
+
 /// One outbox per (peer address, shard), each drained by a task of its own.
 pub struct Outboxes {
-    boxes: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<Letter>>>,
+    boxes: Arc<Table>,
+    opened: AtomicU64,
+    idle: Duration,
     /// The sender's fault-injection switch: while set, nothing goes out.
     isolated: Arc<AtomicBool>,
     /// Ask the peer to forward to wherever the shard is led (load tools);
@@ -56,7 +74,9 @@ fn unreachable(addr: &str, reason: impl std::fmt::Display) -> LedgerError {
 impl Outboxes {
     pub fn new(isolated: Arc<AtomicBool>, forward: bool) -> Outboxes {
         Outboxes {
-            boxes: Mutex::new(HashMap::new()),
+            boxes: Arc::default(),
+            opened: AtomicU64::new(0),
+            idle: IDLE,
             isolated,
             forward,
             calls: Arc::default(),
@@ -66,6 +86,11 @@ impl Outboxes {
     /// Calls sent so far (each with one batch).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Outboxes open now.
+    pub fn open(&self) -> usize {
+        self.boxes.lock().map(|b| b.len()).unwrap_or(0)
     }
 
     /// Sends `command` for `shard` to the node at `addr` with the next call;
@@ -90,7 +115,7 @@ impl Outboxes {
                 .map_err(|_| unreachable(addr, "outbox table poisoned"))?;
             let key = (addr.to_owned(), shard);
             let letter = match boxes.get(&key) {
-                Some(outbox) => match outbox.send(letter) {
+                Some(outbox) => match outbox.letters.send(letter) {
                     Ok(()) => None,
                     // Its task ended (a runtime that stopped): open a new one.
                     Err(mpsc::error::SendError(letter)) => Some(letter),
@@ -108,10 +133,23 @@ impl Outboxes {
                     addr: addr.to_owned(),
                     shard,
                 };
-                tokio::spawn(drain(to, inbox));
+                let generation = self.opened.fetch_add(1, Ordering::Relaxed);
+                let closing = Closing {
+                    table: Arc::downgrade(&self.boxes),
+                    key: key.clone(),
+                    generation,
+                    idle: self.idle,
+                };
+                tokio::spawn(drain(to, inbox, closing));
                 // A receiver was just made, so this send cannot fail.
                 let _ = outbox.send(letter);
-                boxes.insert(key, outbox);
+                boxes.insert(
+                    key,
+                    Open {
+                        letters: outbox,
+                        generation,
+                    },
+                );
             }
         }
         rx.await
@@ -130,11 +168,45 @@ struct Destination {
     shard: u32,
 }
 
+/// How an idle outbox takes itself out of the table.
+struct Closing {
+    table: Weak<Table>,
+    key: Key,
+    generation: u64,
+    idle: Duration,
+}
+
+impl Closing {
+    /// Removes this outbox's entry unless a letter came in meanwhile (then
+    /// that letter). Under the table's lock, so no letter is sent to an
+    /// outbox that is closing: senders only send while holding it.
+    fn close(&self, inbox: &mut mpsc::UnboundedReceiver<Letter>) -> Option<Letter> {
+        let table = self.table.upgrade()?;
+        let mut boxes = table.lock().ok()?;
+        if let Ok(letter) = inbox.try_recv() {
+            return Some(letter);
+        }
+        if boxes.get(&self.key).map(|o| o.generation) == Some(self.generation) {
+            boxes.remove(&self.key);
+        }
+        None
+    }
+}
+
 /// Takes letters as calls become free: each call carries everything that
-/// queued while the others were on their way.
-async fn drain(to: Destination, mut inbox: mpsc::UnboundedReceiver<Letter>) {
+/// queued while the others were on their way. Ends when the outbox has been
+/// idle for `closing.idle` (calls still on their way finish on their own).
+async fn drain(to: Destination, mut inbox: mpsc::UnboundedReceiver<Letter>, closing: Closing) {
     let calls = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = inbox.recv().await {
+    loop {
+        let first = match tokio::time::timeout(closing.idle, inbox.recv()).await {
+            Ok(Some(letter)) => letter,
+            Ok(None) => return,
+            Err(_) => match closing.close(&mut inbox) {
+                Some(letter) => letter,
+                None => return,
+            },
+        };
         // Calls stuck on a peer that went silent hold their permits for the
         // channel's 10 s timeout; a letter is not kept waiting that long.
         let wait = MAX_WAIT.saturating_sub(first.queued.elapsed());
@@ -345,6 +417,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(held, Some(5));
+        ledger.shutdown().await;
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_outbox_closes_and_the_next_command_opens_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls(dir.path());
+        let (addr, ledger) = leader(dir.path(), tls.clone()).await;
+        let clients = PeerClients::new(SECRET, tls).unwrap();
+        let mut outboxes = Outboxes::new(Arc::default(), false);
+        outboxes.idle = Duration::from_secs(1);
+        let spec = spec(2);
+        let token = spec.token.clone();
+        let propose = |command| outboxes.propose(&addr, 0, command, || clients.client(&addr));
+        assert_eq!(propose(Command::Create(spec)).await, Ok(Outcome::Created));
+        assert_eq!(outboxes.open(), 1);
+        // Busy: it stays while letters keep coming within the idle time.
+        for n in 0..3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = propose(reserve(&token, n)).await;
+            assert_eq!(outboxes.open(), 1, "closed while in use");
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(outboxes.open(), 0, "an idle outbox stayed open");
+        // A departed leader's outbox is gone; the next command opens one.
+        let answer = propose(reserve(&token, 9)).await;
+        assert!(matches!(answer, Ok(Outcome::Rejected(_))), "{answer:?}");
+        assert_eq!(outboxes.open(), 1);
         ledger.shutdown().await;
     }
 
