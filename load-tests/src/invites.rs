@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use tonic::transport::Endpoint;
 
 use usher::admin::proto::admin_client::AdminClient;
 use usher::admin::proto::{CreateInviteRequest, InviteKind};
@@ -64,8 +63,9 @@ pub async fn mint(
         .with_context(|| format!("cannot read the admin token from {}", token_file.display()))?;
     let attach =
         usher::bearer::Attach::new(&token).context("the admin token cannot be sent as a header")?;
-    let channel = Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("invalid admin API URL {url}"))?
+    // The CLI's rule: the token goes in clear to a loopback address only
+    // (this tool has no TLS settings: it reaches nodes on this machine).
+    let channel = usher::admin::tls::endpoint(url, None, None)?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await

@@ -3,10 +3,12 @@
 //! call carries the admin token), and the CLI checks the node's certificate
 //! against a CA it is given. `usher cluster certs --admin` makes such a pair.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::codegen::http::Uri;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use crate::config::AdminTlsConfig;
 use crate::tls_files::{certificates, identity, invalid, read, TlsFileError};
@@ -42,9 +44,79 @@ pub fn server(config: &AdminTlsConfig) -> Result<Option<ServerTlsConfig>, TlsFil
     ))
 }
 
-/// The CLI's side: trust `ca` (named `key` in errors) and expect the server
-/// certificate to name `server_name`.
-pub fn client(
+/// Why a client will not call the admin API at a URL.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminUrlError {
+    #[error("invalid admin API URL {url}: {reason}")]
+    Invalid { url: String, reason: String },
+    #[error(
+        "refusing to send the admin token in clear to {host}: use https:// (the node needs \
+         admin_tls) or a loopback address (127.0.0.1, ::1)"
+    )]
+    Clear { host: String },
+    #[error(
+        "{url} is TLS: the client needs the CA that signed the node's admin certificate \
+         (the CLI's --ca-file, or admin_tls.ca)"
+    )]
+    NoCa { url: String },
+    #[error(transparent)]
+    Files(#[from] TlsFileError),
+    #[error("the admin API's TLS settings: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Whether a call to `url` is inside TLS, and the URL's host (IPv6 without
+/// brackets). Plain `http://` is allowed to a literal loopback address only:
+/// every call carries the admin token. A name such as `localhost` is not
+/// trusted, since it resolves to whatever the resolver says.
+pub fn url_policy(url: &str) -> Result<(bool, String), AdminUrlError> {
+    let invalid = |reason: &str| AdminUrlError::Invalid {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| invalid("no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    match uri.scheme_str() {
+        Some("https") => Ok((true, host)),
+        Some("http") if host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) => {
+            Ok((false, host))
+        }
+        Some("http") => Err(AdminUrlError::Clear { host }),
+        _ => Err(invalid("it starts with https:// or http://")),
+    }
+}
+
+/// An admin API endpoint for `url` as [`url_policy`] allows it: for https,
+/// checked with `ca` (its name in errors, its path) for `server_name` or
+/// else the URL's host.
+pub fn endpoint(
+    url: &str,
+    ca: Option<(&'static str, &Path)>,
+    server_name: Option<&str>,
+) -> Result<Endpoint, AdminUrlError> {
+    let (tls, host) = url_policy(url)?;
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| AdminUrlError::Invalid {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !tls {
+        return Ok(endpoint);
+    }
+    let (key, ca) = ca.ok_or_else(|| AdminUrlError::NoCa {
+        url: url.to_owned(),
+    })?;
+    Ok(endpoint.tls_config(client(key, ca, server_name.unwrap_or(&host))?)?)
+}
+
+/// The client's side: trust `ca` (named `key` in errors) and expect the
+/// server certificate to name `server_name`.
+fn client(
     key: &'static str,
     ca: &Path,
     server_name: &str,
@@ -89,5 +161,59 @@ mod tests {
             err.starts_with("--ca-file (") && err.contains("nope.pem"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_token_travels_in_clear_only_to_a_literal_loopback_address() {
+        for (url, host) in [
+            ("http://127.0.0.1:5290", "127.0.0.1"),
+            ("http://127.0.0.9:5290", "127.0.0.9"),
+            ("HTTP://127.0.0.1:5290", "127.0.0.1"),
+            ("http://[::1]:5290", "::1"),
+        ] {
+            assert_eq!(url_policy(url).unwrap(), (false, host.to_owned()), "{url}");
+        }
+        for (url, host) in [
+            ("https://10.0.0.1:5290", "10.0.0.1"),
+            ("HTTPS://usher-admin:5290", "usher-admin"),
+            ("https://[::ffff:10.0.0.1]:5290", "::ffff:10.0.0.1"),
+        ] {
+            assert_eq!(url_policy(url).unwrap(), (true, host.to_owned()), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:5290",
+            "HTTP://10.0.0.1:5290",
+            // The host is what comes after the userinfo.
+            "http://127.0.0.1@10.0.0.1:5290",
+            "http://localhost:5290",
+            "http://localhost.:5290",
+            "http://[::ffff:127.0.0.1]:5290",
+            "http://[::ffff:10.0.0.1]:5290",
+            "http://0.0.0.0:5290",
+            "http://usher-admin:5290",
+        ] {
+            let policy = url_policy(url);
+            assert!(
+                matches!(policy, Err(AdminUrlError::Clear { .. })),
+                "{url}: {policy:?}"
+            );
+        }
+        for url in [
+            "127.0.0.1:5290",
+            "unix:/run/usher.sock",
+            "ftp://127.0.0.1",
+            "http://",
+        ] {
+            let policy = url_policy(url);
+            assert!(
+                matches!(policy, Err(AdminUrlError::Invalid { .. })),
+                "{url}: {policy:?}"
+            );
+        }
+        // https needs a CA to check by; nothing is dialled to say so.
+        assert!(matches!(
+            endpoint("https://10.0.0.1:5290", None, None),
+            Err(AdminUrlError::NoCa { .. })
+        ));
     }
 }

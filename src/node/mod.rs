@@ -145,6 +145,9 @@ impl Node {
     pub async fn start(config: Config, stop: CancellationToken) -> Result<Node, NodeError> {
         let config = Arc::new(config);
         let max_connections = connection_limit(&config)?;
+        // Before anything listens or joins a cluster: a node whose admin
+        // certificate cannot be served must not become a voter and then exit.
+        let admin_tls = crate::admin::tls::server(&config.admin_tls)?;
         data_dir::prepare(&config.data_dir)?;
         let mut tasks = Tasks::default();
         // HTTP first: probes and metrics answer while storage is still coming up.
@@ -168,7 +171,6 @@ impl Node {
         let admin_token =
             crate::admin::token::load_or_create(config.admin_token.as_deref(), &config.data_dir)
                 .map_err(NodeError::AdminToken)?;
-        let admin_tls = crate::admin::tls::server(&config.admin_tls)?;
         let arbiters = start_clients(&shared, &stop, &mut tasks).await?;
         let admin = bind("admin_addr", config.admin_addr).await?;
         let service = admin_service(&config, &ledger, &store, &shared.registrar, peers);

@@ -349,6 +349,14 @@ pub fn generate_admin(out: &Path, names: &[String]) -> Result<Generated, TlsFile
     let mut pending = Vec::new();
     let (issuer, ca_pem) = ca(out, &mut pending)?;
     let new_ca = !pending.is_empty();
+    if let Some(peer) = names.iter().find(|n| n.eq_ignore_ascii_case(SERVER_NAME)) {
+        // Signed by the cluster CA for serving, it would pass as a peer.
+        return Err(invalid(
+            "--admin-name",
+            out,
+            format!("{peer} is the name peers check each other by"),
+        ));
+    }
     let mut sans: Vec<String> = [ADMIN_SERVER_NAME, "localhost", "127.0.0.1", "::1"]
         .map(str::to_owned)
         .into();
@@ -485,6 +493,10 @@ mod tests {
             check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         assert!(check("usher-peer").is_err() && check("10.0.0.8").is_err());
+        let err = generate_admin(dir.path(), &["USHER-PEER".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("peers check each other by"), "{err}");
         // A server certificate only: no peer admits it as a node.
         assert!(verify_node_chain(&chain, roots, provider()).is_err());
         #[cfg(unix)]

@@ -221,7 +221,9 @@ def test_the_generated_admin_certificate_serves_the_cli_in_a_pod():
         try:
             pod_env = {"PATH": os.environ.get("PATH", ""), **tls,
                        "USHER_DATA_DIR": str(node.data_dir),
-                       "USHER_ADMIN_ADDR": f"127.0.0.1:{node.admin_port}"}
+                       # As the pod has it (only the node binds it): the CLI
+                       # reaches the wildcard address on 127.0.0.1.
+                       "USHER_ADMIN_ADDR": f"0.0.0.0:{node.admin_port}"}
 
             def cli(*args, env=pod_env):
                 return subprocess.run([usher_binary(), "invite", "create", *args],

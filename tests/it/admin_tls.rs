@@ -79,8 +79,14 @@ fn a_node_with_admin_tls_serves_the_cli_only_inside_tls() {
         &["--ca-file", &ca, "--tls-server-name", "elsewhere.example"],
     );
     assert!(!misnamed.status.success());
+    assert!(
+        stderr(&misnamed).contains("not valid for name"),
+        "{}",
+        stderr(&misnamed)
+    );
     // https without a CA to check by: said before anything is sent.
     let no_ca = create(&node, &https, &[]);
+    assert!(!no_ca.status.success());
     assert!(stderr(&no_ca).contains("--ca-file"), "{}", stderr(&no_ca));
     // Only the two good calls made invites.
     let listed = node.cli_any(&["invite", "list"]);
@@ -105,6 +111,36 @@ fn a_node_with_admin_tls_serves_the_cli_only_inside_tls() {
     assert!(listed.status.success(), "{}", stderr(&listed));
     let text = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(text.matches("\"token\"").count(), 2, "{text}");
+}
+
+#[test]
+fn a_handshake_that_never_comes_is_cut_off() {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+    let certs = tempfile::tempdir().unwrap();
+    admin_certs(certs.path());
+    let path = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let node = TestNode::builder()
+        .set("USHER_ADMIN_TLS__CERT", &path("admin.pem"))
+        .set("USHER_ADMIN_TLS__KEY", &path("admin.key"))
+        .start();
+    // Connect and say nothing: the node hangs up after its 5 s handshake limit.
+    let mut idle = std::net::TcpStream::connect(node.admin_addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    let read = idle.read(&mut [0u8; 64]);
+    let waited = started.elapsed();
+    let closed = match &read {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(closed, "{read:?} after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
 }
 
 #[test]

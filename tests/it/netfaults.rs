@@ -88,7 +88,7 @@ async fn netns_kill_mid_saga() {
                 .await;
             // Up by now, so it has said whether it can crash there at all.
             let log =
-                std::fs::read_to_string(s.cluster.dir().join("node2.log")).unwrap_or_default();
+                std::fs::read_to_string(s.cluster.dir().join("node2.log")).expect("node 2's log");
             assert!(
                 !log.contains("this build has no failpoints"),
                 "the usher under test has no failpoints (TEST_USHER_BIN a release build?)"
