@@ -1,21 +1,28 @@
 //! TLS for the admin API: the node serves it with `admin_tls.cert`/`key`
 //! (required when `admin_addr` is reachable beyond loopback, since every
 //! call carries the admin token), and the CLI checks the node's certificate
-//! against a CA it is given. `usher cluster certs --admin` makes such a pair.
+//! against a CA it is given. `usher cluster certs --admin` makes such a pair
+//! (`generate_admin`).
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use rustls::client::danger::ServerCertVerifier as _;
+use rustls::client::WebPkiServerVerifier;
+use rustls_pki_types::{ServerName, UnixTime};
+
 use tonic::codegen::http::Uri;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use crate::config::AdminTlsConfig;
-use crate::tls_files::{certificates, identity, invalid, read, TlsFileError};
+use crate::peer::tls::SERVER_NAME as PEER_NAME;
+use crate::tls_files::{ca_dir, certificates, identity, invalid, provider, read, roots};
+use crate::tls_files::{write_all, Generated, Pending, TlsFileError};
 
 /// A DNS name every generated admin certificate carries, for reaching a node
 /// by an address its certificate does not name (`--tls-server-name`).
-pub use crate::peer::tls::ADMIN_SERVER_NAME as SERVER_NAME;
+pub const SERVER_NAME: &str = "usher-admin";
 
 /// How long a caller has to finish the TLS handshake on the admin port.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -136,15 +143,136 @@ fn client(
         .domain_name(server_name))
 }
 
+/// `usher cluster certs --admin`: `admin.pem` and `admin.key`, a server
+/// certificate for the admin API signed by the CA in `out` (made if absent),
+/// naming [`SERVER_NAME`], `localhost`, `127.0.0.1`, `::1`
+/// and each of `names` (DNS names or IP addresses). Checked as the CLI would
+/// check it before anything is written.
+pub fn generate_admin(out: &Path, names: &[String]) -> Result<Generated, TlsFileError> {
+    let mut pending = Vec::new();
+    let (issuer, ca_pem) = ca_dir(out, &mut pending)?;
+    let new_ca = !pending.is_empty();
+    if let Some(peer) = names.iter().find(|n| n.eq_ignore_ascii_case(PEER_NAME)) {
+        // Signed by the cluster CA for serving, it would pass as a peer.
+        return Err(invalid(
+            "--admin-name",
+            out,
+            format!("{peer} is the name peers check each other by"),
+        ));
+    }
+    let mut sans: Vec<String> = [SERVER_NAME, "localhost", "127.0.0.1", "::1"]
+        .map(str::to_owned)
+        .into();
+    sans.extend(
+        names
+            .iter()
+            .filter(|n| !sans.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut params = rcgen::CertificateParams::new(sans)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "usher admin API");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    let (cert_pem, key_pem) = (cert.pem().into_bytes(), key.serialize_pem().into_bytes());
+    let ca_path = out.join("ca.pem");
+    let chain = certificates("admin.pem", &out.join("admin.pem"), &cert_pem)?;
+    let roots = roots("the CA", &ca_path, &ca_pem)?;
+    let name =
+        ServerName::try_from(SERVER_NAME).map_err(|e| invalid("admin.pem", out, e.to_string()))?;
+    WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| invalid("the CA", &ca_path, e.to_string()))?
+        .verify_server_cert(&chain[0], &[], &name, &[], UnixTime::now())
+        .map_err(|e| {
+            invalid(
+                "the CA",
+                &ca_path,
+                format!(
+                    "a certificate signed with ca.key does not verify against it ({e}): \
+                     ca.pem and ca.key must be the pair this command made"
+                ),
+            )
+        })?;
+    pending.push(Pending {
+        path: out.join("admin.key"),
+        contents: key_pem,
+        private: true,
+    });
+    pending.push(Pending {
+        path: out.join("admin.pem"),
+        contents: cert_pem,
+        private: false,
+    });
+    write_all(pending, new_ca)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn the_admin_certificate_names_what_the_cli_checks_and_shares_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::peer::tls::generate(dir.path(), &[1], false).unwrap();
+        let made =
+            generate_admin(dir.path(), &["admin.example.org".into(), "10.0.0.7".into()]).unwrap();
+        assert!(!made.new_ca, "signed by the cluster CA already there");
+        let ca = dir.path().join("ca.pem");
+        let roots = roots("c", &ca, &std::fs::read(&ca).unwrap()).unwrap();
+        let cert = dir.path().join("admin.pem");
+        let chain = certificates("c", &cert, &std::fs::read(&cert).unwrap()).unwrap();
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .unwrap();
+        let check = |name: &'static str| {
+            let name = ServerName::try_from(name).unwrap();
+            verifier.verify_server_cert(&chain[0], &[], &name, &[], UnixTime::now())
+        };
+        for name in [
+            SERVER_NAME,
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "admin.example.org",
+            "10.0.0.7",
+        ] {
+            check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(check("usher-peer").is_err() && check("10.0.0.8").is_err());
+        let err = generate_admin(dir.path(), &["USHER-PEER".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("peers check each other by"), "{err}");
+        // A server certificate only: no peer admits it as a node.
+        let as_peer = crate::peer::PeerTls::load(&crate::peer::PeerTlsFiles {
+            cert: &cert,
+            key: &dir.path().join("admin.key"),
+            ca: &ca,
+        });
+        assert!(as_peer.is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join("admin.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
     fn the_node_loads_a_generated_pair_and_refuses_a_key_of_another() {
         let dir = tempfile::tempdir().unwrap();
         crate::peer::tls::generate(dir.path(), &[1], false).unwrap();
-        crate::peer::tls::generate_admin(dir.path(), &[]).unwrap();
+        generate_admin(dir.path(), &[]).unwrap();
         let config = |key: &str| AdminTlsConfig {
             cert: Some(dir.path().join("admin.pem")),
             key: Some(dir.path().join(key)),

@@ -73,7 +73,7 @@ fn certs(
     }
     if let Some(names) = admin {
         made.push(
-            usher::peer::tls::generate_admin(out, names)
+            usher::admin::tls::generate_admin(out, names)
                 .with_context(|| format!("making the admin certificate in {}", out.display()))?,
         );
     }

@@ -3,10 +3,9 @@
 //! calls, and admits only peers whose certificate chains to that CA. Every
 //! node certificate carries one fixed DNS name, [`SERVER_NAME`], which clients
 //! check instead of the peer's address (IPs and pod names change; the CA does
-//! not). And `usher cluster certs`: the CA, the node certificates and the
-//! admin API's.
+//! not). And `usher cluster certs`: the CA and the node certificates.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier as _;
@@ -17,21 +16,15 @@ use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
+pub use crate::tls_files::Generated;
 pub use crate::tls_files::TlsFileError;
-use crate::tls_files::{certificates, identity, invalid, provider, read};
+use crate::tls_files::{ca_dir, identity, invalid, provider, read, roots, write_all, Pending};
 
 /// The DNS name in every node certificate, and the one clients verify.
 pub const SERVER_NAME: &str = "usher-peer";
 
-/// A DNS name in every admin API certificate `usher cluster certs` makes.
-pub const ADMIN_SERVER_NAME: &str = "usher-admin";
-
 /// How long a caller has to finish the TLS handshake on the peer port.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Common name of the CA `usher cluster certs` makes; its issuer name when it
-/// signs with a CA it made before.
-const CA_NAME: &str = "usher cluster CA";
 
 /// Paths of a node's TLS material, each with the config key naming it.
 pub struct PeerTlsFiles<'a> {
@@ -52,17 +45,6 @@ impl std::fmt::Debug for PeerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PeerTls { .. }")
     }
-}
-
-fn roots(path: &Path, pem: &[u8]) -> Result<Arc<RootCertStore>, TlsFileError> {
-    let key = "cluster.tls_ca";
-    let mut roots = RootCertStore::empty();
-    for cert in certificates(key, path, pem)? {
-        roots
-            .add(cert)
-            .map_err(|e| invalid(key, path, format!("not a usable CA certificate: {e}")))?;
-    }
-    Ok(Arc::new(roots))
 }
 
 impl PeerTls {
@@ -93,7 +75,7 @@ impl PeerTls {
             &cert_pem,
             &key_pem,
         )?;
-        let roots = roots(files.ca, &ca_pem)?;
+        let roots = roots("cluster.tls_ca", files.ca, &ca_pem)?;
         verify_node_chain(&chain, roots, provider()).map_err(|message| {
             invalid(
                 "cluster.tls_cert",
@@ -160,96 +142,6 @@ fn verify_node_chain(
     Ok(())
 }
 
-/// What `usher cluster certs` wrote.
-#[derive(Debug)]
-pub struct Generated {
-    /// Whether the CA was made now (else the one in the directory signed).
-    pub new_ca: bool,
-    pub written: Vec<PathBuf>,
-}
-
-fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, CA_NAME);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    Ok(params)
-}
-
-/// A file `usher cluster certs` is about to write.
-struct Pending {
-    path: PathBuf,
-    contents: Vec<u8>,
-    private: bool,
-}
-
-/// The CA in `out`, made (in memory, to be written with the rest) if `ca.pem`
-/// and `ca.key` are not both there; with the CA certificate's PEM.
-fn ca(
-    out: &Path,
-    pending: &mut Vec<Pending>,
-) -> Result<(rcgen::Issuer<'static, rcgen::KeyPair>, Vec<u8>), TlsFileError> {
-    let (cert_path, key_path) = (out.join("ca.pem"), out.join("ca.key"));
-    let params = ca_params()?;
-    if cert_path.exists() && key_path.exists() {
-        let ca_pem = read("the CA certificate", &cert_path)?;
-        let pem = std::fs::read_to_string(&key_path).map_err(|error| TlsFileError::Read {
-            key: "the CA key",
-            path: key_path.clone(),
-            error,
-        })?;
-        let key = rcgen::KeyPair::from_pem(&pem).map_err(|e| {
-            invalid(
-                "the CA key",
-                &key_path,
-                format!("not a PEM private key: {e}"),
-            )
-        })?;
-        return Ok((rcgen::Issuer::new(params, key), ca_pem));
-    }
-    if cert_path.exists() || key_path.exists() {
-        return Err(invalid(
-            "the CA",
-            out,
-            "has only one of ca.pem and ca.key: restore the other, or remove both \
-             (and every certificate it signed) to start a new CA",
-        ));
-    }
-    let key = rcgen::KeyPair::generate()?;
-    let cert = params.self_signed(&key)?;
-    let ca_pem = cert.pem().into_bytes();
-    pending.push(Pending {
-        path: key_path,
-        contents: key.serialize_pem().into_bytes(),
-        private: true,
-    });
-    pending.push(Pending {
-        path: cert_path,
-        contents: ca_pem.clone(),
-        private: false,
-    });
-    Ok((rcgen::Issuer::new(params, key), ca_pem))
-}
-
-fn write(file: &Pending) -> Result<(), TlsFileError> {
-    let written = if file.private {
-        crate::secrets::write_private(&file.path, &file.contents)
-    } else {
-        std::fs::write(&file.path, &file.contents)
-    };
-    written.map_err(|error| TlsFileError::Write {
-        path: file.path.clone(),
-        error,
-    })
-}
-
 /// A certificate for `common_name` with [`SERVER_NAME`], good for serving and
 /// calling, signed by `issuer`: its PEM and its key's PEM.
 fn leaf(
@@ -280,12 +172,8 @@ fn leaf(
 /// before anything is written, so a CA pair that does not fit replaces no
 /// file that worked.
 pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, TlsFileError> {
-    std::fs::create_dir_all(out).map_err(|error| TlsFileError::Write {
-        path: out.to_path_buf(),
-        error,
-    })?;
     let mut pending = Vec::new();
-    let (issuer, ca_pem) = ca(out, &mut pending)?;
+    let (issuer, ca_pem) = ca_dir(out, &mut pending)?;
     let new_ca = !pending.is_empty();
     let mut stems: Vec<(String, String)> = nodes
         .iter()
@@ -327,98 +215,14 @@ pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, Tl
             private: false,
         });
     }
-    for file in &pending {
-        write(file)?;
-    }
-    Ok(Generated {
-        new_ca,
-        written: pending.into_iter().map(|f| f.path).collect(),
-    })
-}
-
-/// `usher cluster certs --admin`: `admin.pem` and `admin.key`, a server
-/// certificate for the admin API signed by the CA in `out` (made if absent),
-/// naming [`ADMIN_SERVER_NAME`], `localhost`, `127.0.0.1`, `::1`
-/// and each of `names` (DNS names or IP addresses). Checked as the CLI would
-/// check it before anything is written.
-pub fn generate_admin(out: &Path, names: &[String]) -> Result<Generated, TlsFileError> {
-    std::fs::create_dir_all(out).map_err(|error| TlsFileError::Write {
-        path: out.to_path_buf(),
-        error,
-    })?;
-    let mut pending = Vec::new();
-    let (issuer, ca_pem) = ca(out, &mut pending)?;
-    let new_ca = !pending.is_empty();
-    if let Some(peer) = names.iter().find(|n| n.eq_ignore_ascii_case(SERVER_NAME)) {
-        // Signed by the cluster CA for serving, it would pass as a peer.
-        return Err(invalid(
-            "--admin-name",
-            out,
-            format!("{peer} is the name peers check each other by"),
-        ));
-    }
-    let mut sans: Vec<String> = [ADMIN_SERVER_NAME, "localhost", "127.0.0.1", "::1"]
-        .map(str::to_owned)
-        .into();
-    sans.extend(
-        names
-            .iter()
-            .filter(|n| !sans.contains(n))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    let mut params = rcgen::CertificateParams::new(sans)?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "usher admin API");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    params.use_authority_key_identifier_extension = true;
-    let key = rcgen::KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-    let (cert_pem, key_pem) = (cert.pem().into_bytes(), key.serialize_pem().into_bytes());
-    let ca_path = out.join("ca.pem");
-    let chain = certificates("admin.pem", &out.join("admin.pem"), &cert_pem)?;
-    let roots = roots(&ca_path, &ca_pem)?;
-    let name = ServerName::try_from(ADMIN_SERVER_NAME)
-        .map_err(|e| invalid("admin.pem", out, e.to_string()))?;
-    WebPkiServerVerifier::builder_with_provider(roots, provider())
-        .build()
-        .map_err(|e| invalid("the CA", &ca_path, e.to_string()))?
-        .verify_server_cert(&chain[0], &[], &name, &[], UnixTime::now())
-        .map_err(|e| {
-            invalid(
-                "the CA",
-                &ca_path,
-                format!(
-                    "a certificate signed with ca.key does not verify against it ({e}): \
-                     ca.pem and ca.key must be the pair this command made"
-                ),
-            )
-        })?;
-    pending.push(Pending {
-        path: out.join("admin.key"),
-        contents: key_pem,
-        private: true,
-    });
-    pending.push(Pending {
-        path: out.join("admin.pem"),
-        contents: cert_pem,
-        private: false,
-    });
-    for file in &pending {
-        write(file)?;
-    }
-    Ok(Generated {
-        new_ca,
-        written: pending.into_iter().map(|f| f.path).collect(),
-    })
+    write_all(pending, new_ca)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls_files::certificates;
+    use std::path::PathBuf;
 
     fn files<'a>(dir: &'a Path, stem: &str, ca: &'a Path) -> (PathBuf, PathBuf, &'a Path) {
         (
@@ -438,7 +242,7 @@ mod tests {
         let made = generate(dir.path(), &[1, 2], true).unwrap();
         assert!(made.new_ca);
         let ca = dir.path().join("ca.pem");
-        let roots = roots(&ca, &std::fs::read(&ca).unwrap()).unwrap();
+        let roots = roots("c", &ca, &std::fs::read(&ca).unwrap()).unwrap();
         for stem in ["node-1", "node-2", "client"] {
             let (cert, key, ca) = files(dir.path(), stem, &ca);
             load(&cert, &key, ca).unwrap();
@@ -461,52 +265,6 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
-        }
-    }
-
-    #[test]
-    fn the_admin_certificate_names_what_the_cli_checks_and_shares_the_ca() {
-        let dir = tempfile::tempdir().unwrap();
-        generate(dir.path(), &[1], false).unwrap();
-        let made =
-            generate_admin(dir.path(), &["admin.example.org".into(), "10.0.0.7".into()]).unwrap();
-        assert!(!made.new_ca, "signed by the cluster CA already there");
-        let ca = dir.path().join("ca.pem");
-        let roots = roots(&ca, &std::fs::read(&ca).unwrap()).unwrap();
-        let cert = dir.path().join("admin.pem");
-        let chain = certificates("c", &cert, &std::fs::read(&cert).unwrap()).unwrap();
-        let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
-            .build()
-            .unwrap();
-        let check = |name: &'static str| {
-            let name = ServerName::try_from(name).unwrap();
-            verifier.verify_server_cert(&chain[0], &[], &name, &[], UnixTime::now())
-        };
-        for name in [
-            ADMIN_SERVER_NAME,
-            "localhost",
-            "127.0.0.1",
-            "::1",
-            "admin.example.org",
-            "10.0.0.7",
-        ] {
-            check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-        assert!(check("usher-peer").is_err() && check("10.0.0.8").is_err());
-        let err = generate_admin(dir.path(), &["USHER-PEER".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("peers check each other by"), "{err}");
-        // A server certificate only: no peer admits it as a node.
-        assert!(verify_node_chain(&chain, roots, provider()).is_err());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join("admin.key"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
         }
     }
 
