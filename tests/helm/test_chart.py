@@ -190,6 +190,8 @@ def test_the_generated_peer_certificate_chains_to_its_ca_and_names_usher_peer():
             assert out.returncode == 0 and ": OK" in out.stdout, out.stdout + out.stderr
         out = openssl("x509", "-in", crt, "-noout", "-ext", "subjectAltName")
         assert "DNS:usher-peer" in out.stdout, out.stdout + out.stderr
+        # P-256, not RSA: handshakes from anyone on the pod network stay cheap.
+        assert files["tls.key"].startswith("-----BEGIN EC PRIVATE KEY-----")
         # The key is the certificate's.
         cert_pub = openssl("x509", "-in", crt, "-noout", "-pubkey").stdout
         key_pub = openssl("pkey", "-in", key, "-pubout").stdout
@@ -211,6 +213,7 @@ def test_the_generated_admin_certificate_serves_the_cli_in_a_pod():
     mounts = {v["name"]: v for v in c["volumeMounts"]}
     assert mounts["admin-tls"]["mountPath"] == "/etc/usher/admin-tls"
     data = m["Secret"][f"{RELEASE}-usher-admin-tls"]["data"]
+    assert base64.b64decode(data["tls.key"]).startswith(b"-----BEGIN EC PRIVATE KEY-----")
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in data.items():
             (pathlib.Path(tmp) / name).write_bytes(base64.b64decode(text))
