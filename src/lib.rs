@@ -18,6 +18,7 @@ pub mod admin;
 pub mod bearer;
 pub mod blocking_pool;
 pub mod c2s;
+pub mod capped_incoming;
 pub mod clock;
 pub mod config;
 pub mod failpoint;

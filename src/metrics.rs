@@ -34,6 +34,9 @@ pub const LEDGER_PROPOSAL_SECONDS: &str = "usher_ledger_proposal_seconds";
 pub const LEDGER_BATCH_SIZE: &str = "usher_ledger_batch_size";
 /// Commands per forwarded call to a shard leader on another node.
 pub const LEDGER_FORWARD_BATCH_SIZE: &str = "usher_ledger_forward_batch_size";
+/// Connections a gRPC listener (label `listener`: peer, admin) closed at
+/// once because it had its most open.
+pub const LISTENER_CONNECTIONS_REFUSED: &str = "usher_listener_connections_refused_total";
 /// One Raft client write: append, replicate, commit, apply.
 pub const RAFT_COMMIT_SECONDS: &str = "usher_raft_commit_seconds";
 /// Label `op`: get, row, insert, replace, roster_get, roster_item, roster_set,
@@ -104,6 +107,10 @@ fn describe() {
         LEDGER_FORWARD_BATCH_SIZE,
         Unit::Count,
         "Ledger commands per call forwarded to a shard leader"
+    );
+    describe_counter!(
+        LISTENER_CONNECTIONS_REFUSED,
+        "Connections a gRPC listener closed at once, having its most open"
     );
     describe_histogram!(
         RAFT_COMMIT_SECONDS,

@@ -376,6 +376,13 @@ fn lifecycle_status(e: crate::registration::LifecycleError) -> Status {
     }
 }
 
+/// Open connections the admin port takes (operators, scripts).
+const CAP: crate::capped_incoming::Cap = crate::capped_incoming::Cap {
+    max: 64,
+    per_address: 16,
+    loopback_exempt: true,
+};
+
 /// Serves the admin API on a bound listener until `shutdown` resolves,
 /// inside TLS if `tls` is given.
 pub async fn serve(
@@ -393,7 +400,7 @@ pub async fn serve(
     server
         .add_service(AdminServer::with_interceptor(service, check))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            crate::capped_incoming::incoming(listener, CAP, "admin"),
             shutdown,
         )
         .await

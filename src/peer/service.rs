@@ -290,6 +290,15 @@ impl Peer for PeerService {
 /// Serves the peer API on a bound listener until `shutdown` resolves: over
 /// TLS, to callers with a client certificate from the cluster CA, and only
 /// calls that carry the cluster secret.
+/// Open connections the peer port takes: each peer keeps one, tools a few;
+/// the rest of the port's reach (it listens on every address in the chart)
+/// cannot hold more, nor make the node handshake more at once.
+const CAP: crate::capped_incoming::Cap = crate::capped_incoming::Cap {
+    max: 256,
+    per_address: 16,
+    loopback_exempt: true,
+};
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: PeerService,
@@ -307,10 +316,9 @@ pub async fn serve(
     );
     tonic::transport::Server::builder()
         .tls_config(tls.server())?
-        .tcp_nodelay(true)
         .add_service(server)
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            crate::capped_incoming::incoming(listener, CAP, "peer"),
             shutdown,
         )
         .await

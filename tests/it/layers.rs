@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "blocking_pool",
         "throttle",
     ],
-    &["invites", "config", "tls_files"],
+    &["invites", "config", "tls_files", "capped_incoming"],
     &["accounts", "ledger"],
     &["sessions"],
     &["registration", "issuing"],
