@@ -6,9 +6,9 @@
 //! (peers, operators). The backlog is drained meanwhile.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// HTTP/2 pings on the capped listeners, and how long an answer may take:
+/// a connection to a peer that died stops counting within their sum.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many connections a listener takes.
 #[derive(Clone, Copy, Debug)]
@@ -48,12 +53,13 @@ struct Place {
 impl Drop for Place {
     fn drop(&mut self) {
         let Some(address) = self.address else { return };
-        if let Ok(mut counts) = self.counts.lock() {
-            if let Some(n) = counts.get_mut(&address) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&address);
-                }
+        // Nothing panics while holding it; if something did, counting on
+        // beats refusing every connection from then on.
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&address) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&address);
             }
         }
     }
@@ -67,7 +73,7 @@ struct Places {
 
 impl Places {
     fn take(&self, address: IpAddr) -> Option<Place> {
-        let mut counts = self.counts.lock().ok()?;
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let counted = !(self.cap.loopback_exempt && address.is_loopback());
         if counted && counts.get(&address).copied().unwrap_or(0) >= self.cap.per_address {
             return None;
@@ -101,14 +107,16 @@ pub fn incoming(
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of file descriptors, say: wait a moment rather
-                    // than spin on the same error.
                     tracing::debug!(listener = what, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if out_of_resources(&e) {
+                        // Out of file descriptors, say: wait a moment rather
+                        // than spin on the same error.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             };
-            match places.take(peer.ip()) {
+            match places.take(address_key(peer.ip())) {
                 Some(place) => {
                     let _ = stream.set_nodelay(true);
                     let capped = Capped {
@@ -126,6 +134,26 @@ pub fn incoming(
             }
         }
     })
+}
+
+/// Whom a connection counts against: IPv4 as itself (also when it arrives
+/// IPv4-mapped on a dual-stack listener), IPv6 by its /64, which one host
+/// usually holds whole.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        other => other,
+    }
+}
+
+/// Errors of the process, not of one connection (which would be retried at
+/// once).
+fn out_of_resources(e: &std::io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
 impl Connected for Capped {
@@ -182,6 +210,61 @@ mod tests {
     use futures_util::StreamExt as _;
     use tokio::io::AsyncReadExt as _;
 
+    type Accepted = Pin<Box<dyn Stream<Item = std::io::Result<Capped>> + Send>>;
+
+    fn listen(listener: TcpListener, cap: Cap) -> Accepted {
+        Box::pin(incoming(listener, cap, "test"))
+    }
+
+    /// `client` is closed by the listener, and nothing is handed out
+    /// meanwhile (the stream is polled all along: it is what refuses).
+    async fn assert_refused(client: &mut TcpStream, accepted: &mut Accepted) {
+        let closed = async {
+            let read = client.read(&mut [0u8; 1]).await;
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        };
+        tokio::select! {
+            _ = closed => {}
+            next = accepted.next() => panic!(
+                "a connection past the cap was handed out: {:?}",
+                next.map(|r| r.is_ok())
+            ),
+            _ = tokio::time::sleep(Duration::from_secs(10)) => panic!("not closed"),
+        }
+    }
+
+    #[test]
+    fn addresses_are_counted_by_host() {
+        let key = |s: &str| address_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("::ffff:10.0.0.7"), "10.0.0.7");
+        assert_eq!(key("::ffff:127.0.0.1"), "127.0.0.1");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::1"), "::1");
+    }
+
+    #[tokio::test]
+    async fn loopback_counts_only_towards_the_total_when_exempt() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cap = Cap {
+            max: 2,
+            per_address: 1,
+            loopback_exempt: true,
+        };
+        let mut accepted = listen(listener, cap);
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _first = accepted.next().await.unwrap().unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), accepted.next()).await;
+        assert!(
+            matches!(next, Ok(Some(Ok(_)))),
+            "a second loopback connection was refused"
+        );
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert_refused(&mut third, &mut accepted).await;
+    }
+
     #[tokio::test]
     async fn past_the_cap_a_connection_is_closed_and_a_freed_place_is_reused() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -191,7 +274,7 @@ mod tests {
             per_address: 2,
             loopback_exempt: true,
         };
-        let mut accepted = Box::pin(incoming(listener, cap, "test"));
+        let mut accepted = listen(listener, cap);
         let a = TcpStream::connect(addr).await.unwrap();
         let first = accepted.next().await.unwrap().unwrap();
         let _b = TcpStream::connect(addr).await.unwrap();
@@ -199,11 +282,7 @@ mod tests {
         // The third is accepted and closed while the stream looks for one
         // it may hand out.
         let mut third = TcpStream::connect(addr).await.unwrap();
-        let next = tokio::time::timeout(Duration::from_millis(500), accepted.next()).await;
-        assert!(next.is_err(), "a third connection was handed out");
-        let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert_refused(&mut third, &mut accepted).await;
         // One closes: its place goes to the next connection.
         drop(first);
         drop(a);
@@ -222,18 +301,12 @@ mod tests {
             per_address: 1,
             loopback_exempt: false,
         };
-        let mut accepted = Box::pin(incoming(listener, cap, "test"));
+        let mut accepted = listen(listener, cap);
         let _a = TcpStream::connect(addr).await.unwrap();
         let first = accepted.next().await.unwrap().unwrap();
         // A second from 127.0.0.1 is refused although places are free...
         let mut again = TcpStream::connect(addr).await.unwrap();
-        let next = tokio::time::timeout(Duration::from_millis(500), accepted.next()).await;
-        assert!(
-            next.is_err(),
-            "a second connection from one address was handed out"
-        );
-        let read = tokio::time::timeout(Duration::from_secs(5), again.read(&mut [0u8; 1])).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert_refused(&mut again, &mut accepted).await;
         // ...and another address gets one.
         let other = tokio::net::TcpSocket::new_v4().unwrap();
         other.bind("127.0.0.2:0".parse().unwrap()).unwrap();

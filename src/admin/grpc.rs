@@ -383,6 +383,9 @@ const CAP: crate::capped_incoming::Cap = crate::capped_incoming::Cap {
     loopback_exempt: true,
 };
 
+/// How long an admin connection lives; the CLI makes one per command.
+const MAX_CONNECTION_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Serves the admin API on a bound listener until `shutdown` resolves,
 /// inside TLS if `tls` is given.
 pub async fn serve(
@@ -393,7 +396,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let check = crate::bearer::Check::new(token, "a valid admin bearer token is required");
-    let mut server = tonic::transport::Server::builder();
+    let mut server = tonic::transport::Server::builder()
+        // Dead or silent connections give their place under CAP back: no
+        // answer to pings, or (before HTTP/2 is up, where no ping goes, and
+        // the admin port asks for no certificate) an age limit.
+        .http2_keepalive_interval(Some(crate::capped_incoming::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::capped_incoming::KEEPALIVE_TIMEOUT))
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .max_connection_age_grace(std::time::Duration::from_secs(30));
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
     }

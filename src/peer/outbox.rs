@@ -449,6 +449,38 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn an_outbox_closing_as_letters_arrive_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls(dir.path());
+        let (addr, ledger) = leader(dir.path(), tls.clone()).await;
+        let clients = PeerClients::new(SECRET, tls).unwrap();
+        // Closing whenever it finds the inbox empty: every letter races a close.
+        let mut outboxes = Outboxes::new(Arc::default(), false);
+        outboxes.idle = Duration::ZERO;
+        let outboxes = Arc::new(outboxes);
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let (outboxes, clients, addr) = (outboxes.clone(), clients.clone(), addr.clone());
+                tokio::spawn(async move {
+                    if n % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    let command = reserve(&Token::generate(), n);
+                    outboxes
+                        .propose(&addr, 0, command, || clients.client(&addr))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let answer = task.await.unwrap();
+            // Unknown invites: each read, applied and answered by the leader.
+            assert!(matches!(answer, Ok(Outcome::Rejected(_))), "{answer:?}");
+        }
+        ledger.shutdown().await;
+    }
+
+    #[actix_rt::test]
     async fn a_command_the_leader_cannot_read_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let tls = tls(dir.path());

@@ -287,9 +287,6 @@ impl Peer for PeerService {
     }
 }
 
-/// Serves the peer API on a bound listener until `shutdown` resolves: over
-/// TLS, to callers with a client certificate from the cluster CA, and only
-/// calls that carry the cluster secret.
 /// Open connections the peer port takes: each peer keeps one, tools a few;
 /// the rest of the port's reach (it listens on every address in the chart)
 /// cannot hold more, nor make the node handshake more at once.
@@ -299,6 +296,9 @@ const CAP: crate::capped_incoming::Cap = crate::capped_incoming::Cap {
     loopback_exempt: true,
 };
 
+/// Serves the peer API on a bound listener until `shutdown` resolves: over
+/// TLS, to callers with a client certificate from the cluster CA, and only
+/// calls that carry the cluster secret.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: PeerService,
@@ -316,6 +316,10 @@ pub async fn serve(
     );
     tonic::transport::Server::builder()
         .tls_config(tls.server())?
+        // A peer that died or a path that dropped the flow would otherwise
+        // keep its connection, and its place under CAP, forever.
+        .http2_keepalive_interval(Some(crate::capped_incoming::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::capped_incoming::KEEPALIVE_TIMEOUT))
         .add_service(server)
         .serve_with_incoming_shutdown(
             crate::capped_incoming::incoming(listener, CAP, "peer"),
