@@ -202,6 +202,19 @@ pub(crate) fn ca_dir(
     Ok((rcgen::Issuer::new(params, key), ca_pem))
 }
 
+/// What `usher cluster certs` says when a certificate it just signed does
+/// not verify against `ca.pem`: the CA files are not a pair.
+pub(crate) fn ca_mismatch(ca_path: &Path, e: impl std::fmt::Display) -> TlsFileError {
+    invalid(
+        "the CA",
+        ca_path,
+        format!(
+            "a certificate signed with ca.key does not verify against it ({e}): \
+             ca.pem and ca.key must be the pair this command made"
+        ),
+    )
+}
+
 /// Writes what was checked, keys readable by the owner only.
 pub(crate) fn write_all(pending: Vec<Pending>, new_ca: bool) -> Result<Generated, TlsFileError> {
     for file in &pending {

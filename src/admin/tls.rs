@@ -17,7 +17,9 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerT
 
 use crate::config::AdminTlsConfig;
 use crate::peer::tls::SERVER_NAME as PEER_NAME;
-use crate::tls_files::{ca_dir, certificates, identity, invalid, provider, read, roots};
+use crate::tls_files::{
+    ca_dir, ca_mismatch, certificates, identity, invalid, provider, read, roots,
+};
 use crate::tls_files::{write_all, Generated, Pending, TlsFileError};
 
 /// A DNS name every generated admin certificate carries, for reaching a node
@@ -190,16 +192,7 @@ pub fn generate_admin(out: &Path, names: &[String]) -> Result<Generated, TlsFile
         .build()
         .map_err(|e| invalid("the CA", &ca_path, e.to_string()))?
         .verify_server_cert(&chain[0], &[], &name, &[], UnixTime::now())
-        .map_err(|e| {
-            invalid(
-                "the CA",
-                &ca_path,
-                format!(
-                    "a certificate signed with ca.key does not verify against it ({e}): \
-                     ca.pem and ca.key must be the pair this command made"
-                ),
-            )
-        })?;
+        .map_err(|e| ca_mismatch(&ca_path, e))?;
     pending.push(Pending {
         path: out.join("admin.key"),
         contents: key_pem,

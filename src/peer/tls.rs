@@ -18,7 +18,9 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 pub use crate::tls_files::Generated;
 pub use crate::tls_files::TlsFileError;
-use crate::tls_files::{ca_dir, identity, invalid, provider, read, roots, write_all, Pending};
+use crate::tls_files::{
+    ca_dir, ca_mismatch, identity, invalid, provider, read, roots, write_all, Pending,
+};
 
 /// The DNS name in every node certificate, and the one clients verify.
 pub const SERVER_NAME: &str = "usher-peer";
@@ -194,16 +196,8 @@ pub fn generate(out: &Path, nodes: &[u64], client: bool) -> Result<Generated, Tl
             key: &key,
             ca: &ca_path,
         };
-        PeerTls::check(cert_pem.clone(), key_pem.clone(), ca_pem.clone(), &files).map_err(|e| {
-            invalid(
-                "the CA",
-                &ca_path,
-                format!(
-                    "a certificate signed with ca.key does not verify against it ({e}): \
-                         ca.pem and ca.key must be the pair this command made"
-                ),
-            )
-        })?;
+        PeerTls::check(cert_pem.clone(), key_pem.clone(), ca_pem.clone(), &files)
+            .map_err(|e| ca_mismatch(&ca_path, e))?;
         pending.push(Pending {
             path: key,
             contents: key_pem,

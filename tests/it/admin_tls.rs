@@ -31,12 +31,9 @@ fn create(node: &TestNode, server: &str, flags: &[&str]) -> Output {
         .expect("run the usher CLI")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[test]
-fn a_node_with_admin_tls_serves_the_cli_only_inside_tls() {
+/// A node serving its admin API with certificates from `usher cluster certs
+/// --admin`, and the directory they are in (ca.pem checks them).
+fn node_with_admin_tls() -> (tempfile::TempDir, TestNode) {
     let certs = tempfile::tempdir().unwrap();
     admin_certs(certs.path());
     let path = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
@@ -44,6 +41,17 @@ fn a_node_with_admin_tls_serves_the_cli_only_inside_tls() {
         .set("USHER_ADMIN_TLS__CERT", &path("admin.pem"))
         .set("USHER_ADMIN_TLS__KEY", &path("admin.key"))
         .start();
+    (certs, node)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_node_with_admin_tls_serves_the_cli_only_inside_tls() {
+    let (certs, node) = node_with_admin_tls();
+    let path = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
     let https = format!("https://{}", node.admin_addr);
     let ca = path("ca.pem");
 
@@ -117,13 +125,7 @@ fn a_node_with_admin_tls_serves_the_cli_only_inside_tls() {
 fn a_handshake_that_never_comes_is_cut_off() {
     use std::io::Read as _;
     use std::time::{Duration, Instant};
-    let certs = tempfile::tempdir().unwrap();
-    admin_certs(certs.path());
-    let path = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
-    let node = TestNode::builder()
-        .set("USHER_ADMIN_TLS__CERT", &path("admin.pem"))
-        .set("USHER_ADMIN_TLS__KEY", &path("admin.key"))
-        .start();
+    let (_certs, node) = node_with_admin_tls();
     // Connect and say nothing: the node hangs up after its 5 s handshake limit.
     let mut idle = std::net::TcpStream::connect(node.admin_addr).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(20)))
