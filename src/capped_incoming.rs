@@ -18,10 +18,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+/// How long a caller has to finish the TLS handshake on a capped listener.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// HTTP/2 pings on the capped listeners, and how long an answer may take:
 /// a connection to a peer that died stops counting within their sum.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A gRPC server for [`incoming`]: it pings its connections, so a dead or
+/// silent one gives its place back.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+}
 
 /// How many connections a listener takes.
 #[derive(Clone, Copy, Debug)]

@@ -396,12 +396,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let check = crate::bearer::Check::new(token, "a valid admin bearer token is required");
-    let mut server = tonic::transport::Server::builder()
-        // Dead or silent connections give their place under CAP back: no
-        // answer to pings, or (before HTTP/2 is up, where no ping goes, and
-        // the admin port asks for no certificate) an age limit.
-        .http2_keepalive_interval(Some(crate::capped_incoming::KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(crate::capped_incoming::KEEPALIVE_TIMEOUT))
+    let mut server = crate::capped_incoming::server()
+        // Before HTTP/2 is up no ping goes, and the admin port asks for no
+        // certificate: an age limit gives a silent connection's place back.
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_connection_age_grace(std::time::Duration::from_secs(30));
     if let Some(tls) = tls {

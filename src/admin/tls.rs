@@ -6,7 +6,6 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::client::WebPkiServerVerifier;
@@ -25,9 +24,6 @@ use crate::tls_files::{write_all, Generated, Pending, TlsFileError};
 /// A DNS name every generated admin certificate carries, for reaching a node
 /// by an address its certificate does not name (`--tls-server-name`).
 pub const SERVER_NAME: &str = "usher-admin";
-
-/// How long a caller has to finish the TLS handshake on the admin port.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The admin server's TLS, if `admin_tls` names a certificate: the files are
 /// read and the key checked against the certificate before anything listens.
@@ -49,7 +45,7 @@ pub fn server(config: &AdminTlsConfig) -> Result<Option<ServerTlsConfig>, TlsFil
         ServerTlsConfig::new()
             .identity(Identity::from_pem(cert_pem, key_pem))
             // tonic waits for handshakes without a limit otherwise.
-            .timeout(HANDSHAKE_TIMEOUT),
+            .timeout(crate::capped_incoming::HANDSHAKE_TIMEOUT),
     ))
 }
 

@@ -19,7 +19,7 @@ use usher::config::Config;
 #[derive(Args)]
 pub struct Connection {
     /// Admin API URL [default: ADMIN_ADDR from the config, https:// if it
-    /// sets admin_tls.cert]; http:// only to a loopback address
+    /// sets admin_tls.cert or admin_tls.ca]; http:// only to a loopback address
     #[arg(long, global = true)]
     server: Option<String>,
     /// CA to check the admin API's certificate with (https://)

@@ -314,12 +314,8 @@ pub async fn serve(
             .max_encoding_message_size(64 << 20),
         check,
     );
-    tonic::transport::Server::builder()
+    crate::capped_incoming::server()
         .tls_config(tls.server())?
-        // A peer that died or a path that dropped the flow would otherwise
-        // keep its connection, and its place under CAP, forever.
-        .http2_keepalive_interval(Some(crate::capped_incoming::KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(crate::capped_incoming::KEEPALIVE_TIMEOUT))
         .add_service(server)
         .serve_with_incoming_shutdown(
             crate::capped_incoming::incoming(listener, CAP, "peer"),

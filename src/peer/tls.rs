@@ -25,9 +25,6 @@ use crate::tls_files::{
 /// The DNS name in every node certificate, and the one clients verify.
 pub const SERVER_NAME: &str = "usher-peer";
 
-/// How long a caller has to finish the TLS handshake on the peer port.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Paths of a node's TLS material, each with the config key naming it.
 pub struct PeerTlsFiles<'a> {
     pub cert: &'a Path,
@@ -99,7 +96,7 @@ impl PeerTls {
             .client_ca_root(self.ca.clone())
             // tonic waits for handshakes without a limit otherwise: anyone
             // who reaches the peer port could hold sockets open for free.
-            .timeout(HANDSHAKE_TIMEOUT)
+            .timeout(crate::capped_incoming::HANDSHAKE_TIMEOUT)
     }
 
     /// The calling side: this identity, and a server certificate from the CA
