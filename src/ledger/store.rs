@@ -19,14 +19,16 @@ use openraft::{
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::log_tail::{self, LogTail};
+use super::log_writer::{Append, LogWriter};
 use super::types::{LedgerRaft, LogId, NodeId, StorageError};
 use crate::invites::{Ledger, Outcome};
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
 const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
+pub(super) const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 const SNAPSHOT: &str = "snapshot";
 
@@ -38,7 +40,7 @@ fn read_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::read(io_err(e)).into()
 }
 
-fn write_err(e: impl std::fmt::Display) -> StorageError {
+pub(super) fn write_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write(io_err(e)).into()
 }
 
@@ -67,10 +69,14 @@ fn get_meta<T: for<'de> Deserialize<'de>>(
 
 fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), StorageError> {
     let bytes = serde_json::to_vec(value).map_err(write_err)?;
+    put_meta_bytes(db, key, &bytes)
+}
+
+pub(super) fn put_meta_bytes(db: &Database, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
     let txn = db.begin_write().map_err(write_err)?;
     txn.open_table(META)
         .map_err(write_err)?
-        .insert(key, bytes.as_slice())
+        .insert(key, bytes)
         .map_err(write_err)?;
     txn.commit().map_err(write_err)
 }
@@ -82,30 +88,60 @@ pub struct LogStore {
     /// The newest commit mark openraft gave us, not yet on disk: it is
     /// written by the next append, in the same transaction.
     committed: Arc<Mutex<Option<Option<LogId>>>>,
+    /// The newest entries, readable before and after they reach the disk.
+    tail: Arc<Mutex<LogTail>>,
+    writer: LogWriter,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<Database>) -> Self {
-        LogStore {
+    /// The log of shard `shard` in `db`, with its writer thread.
+    pub fn open(db: Arc<Database>, shard: u32) -> std::io::Result<Self> {
+        let tail = Arc::new(Mutex::new(LogTail::new(log_tail::MAX_BYTES)));
+        let writer = LogWriter::start(db.clone(), tail.clone(), shard)?;
+        Ok(LogStore {
             db,
             committed: Arc::default(),
-        }
+            tail,
+            writer,
+        })
     }
 
-    fn read_range(
-        &self,
-        start: u64,
-        end: Bound<u64>,
-    ) -> Result<Vec<Entry<LedgerRaft>>, StorageError> {
+    fn tail(&self) -> Result<std::sync::MutexGuard<'_, LogTail>, StorageError> {
+        self.tail
+            .lock()
+            .map_err(|_| read_err("log tail lock poisoned"))
+    }
+
+    /// Entries `start..stop`: what the tail holds from it, the rest from
+    /// disk (only written entries leave the tail, so what lies before it is
+    /// on disk).
+    fn read_range(&self, start: u64, stop: u64) -> Result<Vec<Entry<LedgerRaft>>, StorageError> {
+        let (disk_stop, held) = {
+            let tail = self.tail()?;
+            match tail.first_held() {
+                Some(first) if start >= first => {
+                    return Ok(tail.get(start, stop).unwrap_or_default())
+                }
+                Some(first) if stop > first => (first, tail.get(first, stop).unwrap_or_default()),
+                _ => (stop, Vec::new()),
+            }
+        };
+        let mut entries = self.read_disk(start, disk_stop)?;
+        entries.extend(held);
+        Ok(entries)
+    }
+
+    fn read_disk(&self, start: u64, stop: u64) -> Result<Vec<Entry<LedgerRaft>>, StorageError> {
+        if stop <= start {
+            return Ok(Vec::new());
+        }
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = match txn.open_table(LOG) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(read_err(e)),
         };
-        let range = table
-            .range((Bound::Included(start), end))
-            .map_err(read_err)?;
+        let range = table.range(start..stop).map_err(read_err)?;
         let mut out = Vec::new();
         for item in range {
             let (_, bytes) = item.map_err(read_err)?;
@@ -122,11 +158,15 @@ impl RaftLogReader<LedgerRaft> for LogStore {
     ) -> Result<Vec<Entry<LedgerRaft>>, StorageError> {
         let start = match range.start_bound() {
             Bound::Included(&s) => s,
-            Bound::Excluded(&s) => s + 1,
+            Bound::Excluded(&s) => s.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let end = range.end_bound().cloned();
-        self.read_range(start, end)
+        let stop = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        self.read_range(start, stop)
     }
 }
 
@@ -135,6 +175,13 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<LedgerRaft>, StorageError> {
         let last_purged: Option<LogId> = get_meta(&self.db, LAST_PURGED)?;
+        // The newest entries may still be on their way to disk.
+        if let Some(last) = self.tail()?.last() {
+            return Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: Some(last),
+            });
+        }
         let txn = self.db.begin_read().map_err(read_err)?;
         let last = match txn.open_table(LOG) {
             Ok(table) => match table.last().map_err(read_err)? {
@@ -159,9 +206,8 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        let vote = *vote;
-        blocking(move || put_meta(&db, VOTE, &vote)).await
+        let bytes = serde_json::to_vec(vote).map_err(write_err)?;
+        self.writer.put_meta(VOTE, bytes).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -194,11 +240,11 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
+        let mut held = Vec::new();
         for entry in entries {
-            rows.push((
-                entry.log_id.index,
-                serde_json::to_vec(&entry).map_err(write_err)?,
-            ));
+            let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+            held.push((entry.clone(), bytes.len()));
+            rows.push((entry.log_id.index, bytes));
         }
         let committed = match self
             .committed
@@ -209,49 +255,32 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
             Some(mark) => Some(serde_json::to_vec(&mark).map_err(write_err)?),
             None => None,
         };
-        let db = self.db.clone();
-        // The commit is durable (fsync) before Raft is told the entries are on disk.
-        let result = blocking(move || {
-            let txn = db.begin_write().map_err(write_err)?;
-            {
-                let mut table = txn.open_table(LOG).map_err(write_err)?;
-                for (index, bytes) in &rows {
-                    table.insert(index, bytes.as_slice()).map_err(write_err)?;
-                }
-            }
-            if let Some(mark) = &committed {
-                txn.open_table(META)
-                    .map_err(write_err)?
-                    .insert(COMMITTED, mark.as_slice())
-                    .map_err(write_err)?;
-            }
-            txn.commit().map_err(write_err)
+        // Readable at once (openraft reads them to replicate while they are
+        // written); Raft is told through `callback` when they are durable.
+        let number = self.tail()?.appended(held);
+        self.writer.append(Append {
+            number,
+            rows,
+            committed,
+            done: callback,
         })
-        .await;
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        result
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        blocking(move || remove_range(&db, log_id.index, u64::MAX)).await
+        self.tail()?.truncated(log_id.index);
+        self.writer.remove(log_id.index, u64::MAX).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        blocking(move || {
-            put_meta(&db, LAST_PURGED, &log_id)?;
-            remove_range(&db, 0, log_id.index)
-        })
-        .await
+        self.tail()?.purged(log_id.index);
+        let mark = serde_json::to_vec(&log_id).map_err(write_err)?;
+        self.writer.put_meta(LAST_PURGED, mark).await?;
+        self.writer.remove(0, log_id.index).await
     }
 }
 
 /// Removes log entries with `from <= index <= to`.
-fn remove_range(db: &Database, from: u64, to: u64) -> Result<(), StorageError> {
+pub(super) fn remove_range(db: &Database, from: u64, to: u64) -> Result<(), StorageError> {
     let txn = db.begin_write().map_err(write_err)?;
     {
         let mut table = txn.open_table(LOG).map_err(write_err)?;
@@ -419,5 +448,33 @@ impl RaftStateMachine<LedgerRaft> for StateMachine {
                 snapshot: Box::new(Cursor::new(s.data)),
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    /// Each store in its own file; the directory goes with the guard.
+    struct FreshStore;
+
+    impl StoreBuilder<LedgerRaft, LogStore, StateMachine, tempfile::TempDir> for FreshStore {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = open_database(&dir.path().join("shard.redb")).map_err(write_err)?;
+            let log = LogStore::open(db.clone(), 0).map_err(write_err)?;
+            let sm = StateMachine::open(db)?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own conformance suite for log and state machine storage:
+    /// reads of entries still being written, truncation and purging through
+    /// the writer queue, the log state at start.
+    #[test]
+    fn passes_openraft_storage_suite() -> Result<(), StorageError> {
+        Suite::test_all(FreshStore)
     }
 }
