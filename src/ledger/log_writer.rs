@@ -7,8 +7,8 @@
 //! Truncation, purging and the vote go through the same queue, so none of them
 //! can overtake an append asked for before it.
 //!
-//! The thread holds the database only while it has writes to do: the shard's
-//! file closes as soon as its log and state machine are dropped, and can be
+//! The thread holds the shard's files only while it has writes to do: they
+//! close as soon as the shard's log and state machine are dropped, and can be
 //! opened again at once.
 
 // openraft fixes the (large) StorageError type.
@@ -21,12 +21,13 @@ use openraft::storage::LogFlushed;
 use redb::Database;
 use tokio::sync::oneshot;
 
+use super::log_file::LogFile;
 use super::log_tail::LogTail;
-use super::store::{put_meta_bytes, remove_range, write_err, COMMITTED, LOG, META};
+use super::store::{put_meta_bytes, write_err, LAST_PURGED};
 use super::types::{LedgerRaft, StorageError};
 
-/// Appends written in one transaction at most (bounds the work behind one
-/// fsync; the queue rarely holds more than a few).
+/// Appends written with one fsync at most (bounds the work behind it; the
+/// queue rarely holds more than a few).
 const MAX_GROUP: usize = 64;
 
 pub struct Append {
@@ -42,10 +43,15 @@ type Done = oneshot::Sender<Result<(), StorageError>>;
 
 enum Op {
     Append(Append),
-    /// Removes entries with `from <= index <= to`.
-    Remove {
+    /// Removes entries from `from` on.
+    Truncate {
         from: u64,
-        to: u64,
+        done: Done,
+    },
+    /// Records the purge of entries up to `upto` (`mark`), then drops them.
+    Purge {
+        upto: u64,
+        mark: Vec<u8>,
         done: Done,
     },
     /// Writes a meta key durably.
@@ -56,10 +62,17 @@ enum Op {
     },
 }
 
+/// The shard's files, lent to the thread with each write.
+#[derive(Clone)]
+struct Files {
+    db: Arc<Database>,
+    log: Arc<Mutex<LogFile>>,
+}
+
 #[derive(Clone)]
 pub struct LogWriter {
-    db: Arc<Database>,
-    queue: mpsc::Sender<(Arc<Database>, Op)>,
+    files: Files,
+    queue: mpsc::Sender<(Files, Op)>,
 }
 
 impl LogWriter {
@@ -67,6 +80,7 @@ impl LogWriter {
     /// stops when every handle is dropped, after the writes already asked for.
     pub fn start(
         db: Arc<Database>,
+        log: Arc<Mutex<LogFile>>,
         tail: Arc<Mutex<LogTail>>,
         shard: u32,
     ) -> std::io::Result<LogWriter> {
@@ -74,12 +88,15 @@ impl LogWriter {
         std::thread::Builder::new()
             .name(format!("ledger-log-{shard}"))
             .spawn(move || run(&tail, &ops))?;
-        Ok(LogWriter { db, queue })
+        Ok(LogWriter {
+            files: Files { db, log },
+            queue,
+        })
     }
 
     fn send(&self, op: Op) -> Result<(), StorageError> {
         self.queue
-            .send((self.db.clone(), op))
+            .send((self.files.clone(), op))
             .map_err(|_| write_err("the log writer has stopped"))
     }
 
@@ -88,9 +105,15 @@ impl LogWriter {
         self.send(Op::Append(append))
     }
 
-    /// Removes entries `from..=to` after every write queued before.
-    pub async fn remove(&self, from: u64, to: u64) -> Result<(), StorageError> {
-        self.call(|done| Op::Remove { from, to, done }).await
+    /// Removes entries from `from` on, after every write queued before.
+    pub async fn truncate(&self, from: u64) -> Result<(), StorageError> {
+        self.call(|done| Op::Truncate { from, done }).await
+    }
+
+    /// Records durably that entries up to `upto` are purged (`mark`: the
+    /// purged log id), then drops them, after every write queued before.
+    pub async fn purge(&self, upto: u64, mark: Vec<u8>) -> Result<(), StorageError> {
+        self.call(|done| Op::Purge { upto, mark, done }).await
     }
 
     /// Writes `key` durably after every write queued before.
@@ -107,13 +130,13 @@ impl LogWriter {
     }
 }
 
-fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Arc<Database>, Op)>) {
+fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Files, Op)>) {
     // After a failed write nothing more is written: later entries on disk
     // without the failed ones would leave a hole in the log.
     let mut failed: Option<String> = None;
     let mut next = None;
     loop {
-        let (db, op) = match next.take() {
+        let (files, op) = match next.take() {
             Some(op) => op,
             None => match ops.recv() {
                 Ok(op) => op,
@@ -135,7 +158,7 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Arc<Database>, Op)>) {
                 }
                 let result = match &failed {
                     Some(why) => Err(write_err(why)),
-                    None => write_appends(&db, &group),
+                    None => write_appends(&files.log, &group),
                 };
                 match &result {
                     Ok(()) => {
@@ -155,17 +178,27 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Arc<Database>, Op)>) {
                     append.done.log_io_completed(outcome);
                 }
             }
-            Op::Remove { from, to, done } => {
+            Op::Truncate { from, done } => {
                 let result = match &failed {
                     Some(why) => Err(write_err(why)),
-                    None => remove_range(&db, from, to),
+                    None => with_log(&files.log, |log| log.truncate(from)),
+                };
+                let _ = done.send(result);
+            }
+            Op::Purge { upto, mark, done } => {
+                // Recorded first: segments a crash leaves behind are then
+                // dropped at start (`LogFile::open`).
+                let result = match &failed {
+                    Some(why) => Err(write_err(why)),
+                    None => put_meta_bytes(&files.db, LAST_PURGED, &mark)
+                        .and_then(|()| with_log(&files.log, |log| log.purge(upto))),
                 };
                 let _ = done.send(result);
             }
             Op::Meta { key, value, done } => {
                 let result = match &failed {
                     Some(why) => Err(write_err(why)),
-                    None => put_meta_bytes(&db, key, &value),
+                    None => put_meta_bytes(&files.db, key, &value),
                 };
                 let _ = done.send(result);
             }
@@ -173,22 +206,29 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Arc<Database>, Op)>) {
     }
 }
 
-/// One transaction, one fsync, for all appends of the group.
-fn write_appends(db: &Database, group: &[Append]) -> Result<(), StorageError> {
-    let txn = db.begin_write().map_err(write_err)?;
-    {
-        let mut table = txn.open_table(LOG).map_err(write_err)?;
-        for append in group {
-            for (index, bytes) in &append.rows {
-                table.insert(index, bytes.as_slice()).map_err(write_err)?;
-            }
-        }
-    }
-    if let Some(mark) = group.iter().rev().find_map(|a| a.committed.as_ref()) {
-        txn.open_table(META)
-            .map_err(write_err)?
-            .insert(COMMITTED, mark.as_slice())
-            .map_err(write_err)?;
-    }
-    txn.commit().map_err(write_err)
+fn with_log<T>(
+    log: &Mutex<LogFile>,
+    f: impl FnOnce(&mut LogFile) -> std::io::Result<T>,
+) -> Result<T, StorageError> {
+    let mut log = log
+        .lock()
+        .map_err(|_| write_err("Raft log lock poisoned"))?;
+    f(&mut log).map_err(write_err)
+}
+
+/// One write, one fsync, for all appends of the group. The fsync runs with
+/// the log unlocked: readers of older entries do not wait for the disk.
+fn write_appends(log: &Mutex<LogFile>, group: &[Append]) -> Result<(), StorageError> {
+    let entries: Vec<(u64, &[u8])> = group
+        .iter()
+        .flat_map(|a| {
+            a.rows
+                .iter()
+                .map(|(index, bytes)| (*index, bytes.as_slice()))
+        })
+        .collect();
+    let commit = group.iter().rev().find_map(|a| a.committed.as_deref());
+    with_log(log, |log| log.append(&entries, commit))?
+        .run()
+        .map_err(write_err)
 }

@@ -6,6 +6,7 @@
 
 mod error;
 mod forward;
+mod log_file;
 mod log_tail;
 mod log_writer;
 pub mod membership;
@@ -170,8 +171,12 @@ impl LedgerHandle {
         for index in 0..options.shards {
             let db = store::open_database(&shard_dir.join(format!("shard-{index}.redb")))
                 .map_err(|e| storage(&format!("opening shard {index}"), &e))?;
-            let log = LogStore::open(db.clone(), index)
-                .map_err(|e| storage(&format!("starting the log writer of shard {index}"), &e))?;
+            let log = LogStore::open(
+                db.clone(),
+                &shard_dir.join(format!("shard-{index}.log")),
+                index,
+            )
+            .map_err(|e| storage(&format!("opening the Raft log of shard {index}"), &e))?;
             let sm = StateMachine::open(db).map_err(|e| storage("loading the snapshot", &e))?;
             let state = sm.state.clone();
             let timers = timing::RaftTimers::for_election_timeout(options.election_timeout);

@@ -1,6 +1,7 @@
-//! Raft storage for a ledger shard on the node's disk (redb): the log, the
-//! vote, and the state machine with its last snapshot. The state machine keeps
-//! the ledger in memory; a snapshot plus the log after it rebuild it at start.
+//! Raft storage for a ledger shard on the node's disk: the log in segment
+//! files of its own (`log_file`), the vote and the state machine's last
+//! snapshot in redb. The state machine keeps the ledger in memory; a snapshot
+//! plus the log after it rebuild it at start.
 
 // openraft's trait methods fix the (large) StorageError type; helpers share it.
 #![allow(clippy::result_large_err)]
@@ -19,17 +20,20 @@ use openraft::{
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::log_file::LogFile;
 use super::log_tail::{self, LogTail};
 use super::log_writer::{Append, LogWriter};
 use super::types::{LedgerRaft, LogId, NodeId, StorageError};
 use crate::invites::{Ledger, Outcome};
 
-pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// Where the log lived before it had files of its own (moved out at start).
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
 const VOTE: &str = "vote";
-pub(super) const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
+/// The commit mark of a log kept in redb; now in the log's own files.
+const COMMITTED: &str = "committed";
+pub(super) const LAST_PURGED: &str = "last_purged";
 const SNAPSHOT: &str = "snapshot";
 
 fn io_err(e: impl std::fmt::Display) -> AnyError {
@@ -85,8 +89,9 @@ pub(super) fn put_meta_bytes(db: &Database, key: &str, bytes: &[u8]) -> Result<(
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    file: Arc<Mutex<LogFile>>,
     /// The newest commit mark openraft gave us, not yet on disk: it is
-    /// written by the next append, in the same transaction.
+    /// written by the next append, with its entries.
     committed: Arc<Mutex<Option<Option<LogId>>>>,
     /// The newest entries, readable before and after they reach the disk.
     tail: Arc<Mutex<LogTail>>,
@@ -94,16 +99,32 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// The log of shard `shard` in `db`, with its writer thread.
-    pub fn open(db: Arc<Database>, shard: u32) -> std::io::Result<Self> {
+    /// The log of shard `shard` in `dir`, its vote in `db`, with its writer
+    /// thread. A log still kept in `db` (older versions) moves to `dir` first.
+    pub fn open(db: Arc<Database>, dir: &Path, shard: u32) -> Result<Self, StorageError> {
+        let last_purged: Option<LogId> = get_meta(&db, LAST_PURGED)?;
+        let purged = last_purged.map(|id| id.index);
+        let mut file = LogFile::open(dir, purged).map_err(read_err)?;
+        if move_log_out_of(&db, dir, &mut file)? {
+            file = LogFile::open(dir, purged).map_err(read_err)?;
+        }
+        let file = Arc::new(Mutex::new(file));
         let tail = Arc::new(Mutex::new(LogTail::new(log_tail::MAX_BYTES)));
-        let writer = LogWriter::start(db.clone(), tail.clone(), shard)?;
+        let writer =
+            LogWriter::start(db.clone(), file.clone(), tail.clone(), shard).map_err(write_err)?;
         Ok(LogStore {
             db,
+            file,
             committed: Arc::default(),
             tail,
             writer,
         })
+    }
+
+    fn file(&self) -> Result<std::sync::MutexGuard<'_, LogFile>, StorageError> {
+        self.file
+            .lock()
+            .map_err(|_| read_err("Raft log lock poisoned"))
     }
 
     fn tail(&self) -> Result<std::sync::MutexGuard<'_, LogTail>, StorageError> {
@@ -135,20 +156,60 @@ impl LogStore {
         if stop <= start {
             return Ok(Vec::new());
         }
-        let txn = self.db.begin_read().map_err(read_err)?;
+        let payloads = self.file()?.read(start, stop).map_err(read_err)?;
+        payloads
+            .iter()
+            .map(|bytes| serde_json::from_slice(bytes).map_err(read_err))
+            .collect()
+    }
+}
+
+/// Moves a log that older versions kept in redb into `dir` (entries and
+/// commit mark at once), then drops it from redb; `true` if it moved. A log
+/// already in `dir` means an earlier move got that far: only the copy in
+/// redb is left to drop.
+fn move_log_out_of(db: &Database, dir: &Path, file: &mut LogFile) -> Result<bool, StorageError> {
+    let rows = {
+        let txn = db.begin_read().map_err(read_err)?;
         let table = match txn.open_table(LOG) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
             Err(e) => return Err(read_err(e)),
         };
-        let range = table.range(start..stop).map_err(read_err)?;
-        let mut out = Vec::new();
-        for item in range {
-            let (_, bytes) = item.map_err(read_err)?;
-            out.push(serde_json::from_slice(bytes.value()).map_err(read_err)?);
+        let mut rows = Vec::new();
+        if file.is_empty() {
+            for item in table.iter().map_err(read_err)? {
+                let (index, bytes) = item.map_err(read_err)?;
+                rows.push((index.value(), bytes.value().to_vec()));
+            }
         }
-        Ok(out)
+        rows
+    };
+    let moved = !rows.is_empty();
+    if moved {
+        let committed: Option<Option<LogId>> = get_meta(db, COMMITTED)?;
+        let mark = match committed {
+            Some(mark) => Some(serde_json::to_vec(&mark).map_err(write_err)?),
+            None => None,
+        };
+        let entries: Vec<(u64, &[u8])> = rows.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        // Empty segments (none can hold entries here) would not line up.
+        file.truncate(0).map_err(write_err)?;
+        LogFile::write_whole(dir, &entries, mark.as_deref()).map_err(write_err)?;
+        tracing::info!(
+            entries = rows.len(),
+            dir = %dir.display(),
+            "moved the Raft log of a shard out of its redb file"
+        );
     }
+    let txn = db.begin_write().map_err(write_err)?;
+    txn.delete_table(LOG).map_err(write_err)?;
+    {
+        let mut meta = txn.open_table(META).map_err(write_err)?;
+        meta.remove(COMMITTED).map_err(write_err)?;
+    }
+    txn.commit().map_err(write_err)?;
+    Ok(moved)
 }
 
 impl RaftLogReader<LedgerRaft> for LogStore {
@@ -176,24 +237,16 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<LedgerRaft>, StorageError> {
         let last_purged: Option<LogId> = get_meta(&self.db, LAST_PURGED)?;
         // The newest entries may still be on their way to disk.
-        if let Some(last) = self.tail()?.last() {
-            return Ok(LogState {
-                last_purged_log_id: last_purged,
-                last_log_id: Some(last),
-            });
-        }
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let last = match txn.open_table(LOG) {
-            Ok(table) => match table.last().map_err(read_err)? {
-                Some((_, bytes)) => {
+        let last = match self.tail()?.last() {
+            Some(last) => Some(last),
+            None => match self.file()?.last().map_err(read_err)? {
+                Some(bytes) => {
                     let entry: Entry<LedgerRaft> =
-                        serde_json::from_slice(bytes.value()).map_err(read_err)?;
+                        serde_json::from_slice(&bytes).map_err(read_err)?;
                     Some(entry.log_id)
                 }
                 None => None,
             },
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(read_err(e)),
         };
         Ok(LogState {
             last_purged_log_id: last_purged,
@@ -227,7 +280,10 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(get_meta::<Option<LogId>>(&self.db, COMMITTED)?.flatten())
+        match self.file()?.committed() {
+            Some(bytes) => Ok(serde_json::from_slice::<Option<LogId>>(bytes).map_err(read_err)?),
+            None => Ok(None),
+        }
     }
 
     async fn append<I>(
@@ -268,33 +324,14 @@ impl RaftLogStorage<LedgerRaft> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.tail()?.truncated(log_id.index);
-        self.writer.remove(log_id.index, u64::MAX).await
+        self.writer.truncate(log_id.index).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.tail()?.purged(log_id.index);
         let mark = serde_json::to_vec(&log_id).map_err(write_err)?;
-        self.writer.put_meta(LAST_PURGED, mark).await?;
-        self.writer.remove(0, log_id.index).await
+        self.writer.purge(log_id.index, mark).await
     }
-}
-
-/// Removes log entries with `from <= index <= to`.
-pub(super) fn remove_range(db: &Database, from: u64, to: u64) -> Result<(), StorageError> {
-    let txn = db.begin_write().map_err(write_err)?;
-    {
-        let mut table = txn.open_table(LOG).map_err(write_err)?;
-        let keys: Vec<u64> = table
-            .range(from..=to)
-            .map_err(write_err)?
-            .map(|item| item.map(|(k, _)| k.value()))
-            .collect::<Result<_, _>>()
-            .map_err(write_err)?;
-        for k in keys {
-            table.remove(k).map_err(write_err)?;
-        }
-    }
-    txn.commit().map_err(write_err)
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, StorageError>
@@ -464,10 +501,57 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let db = open_database(&dir.path().join("shard.redb")).map_err(write_err)?;
-            let log = LogStore::open(db.clone(), 0).map_err(write_err)?;
+            let log = LogStore::open(db.clone(), &dir.path().join("shard.log"), 0)?;
             let sm = StateMachine::open(db)?;
             Ok((dir, log, sm))
         }
+    }
+
+    /// A data dir of a version that kept the log in redb: at start the log
+    /// moves to its own files, whole, with the commit mark, and leaves redb.
+    #[tokio::test]
+    async fn a_log_kept_in_redb_moves_to_its_files() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().map_err(write_err)?;
+        let db = open_database(&dir.path().join("shard.redb")).map_err(write_err)?;
+        let entry = |index| Entry::<LedgerRaft> {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(2, 1), index),
+            payload: EntryPayload::Blank,
+        };
+        let mark = Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 3));
+        {
+            let txn = db.begin_write().map_err(write_err)?;
+            {
+                let mut log = txn.open_table(LOG).map_err(write_err)?;
+                for index in 1..=5 {
+                    let bytes = serde_json::to_vec(&entry(index)).map_err(write_err)?;
+                    log.insert(index, bytes.as_slice()).map_err(write_err)?;
+                }
+            }
+            txn.commit().map_err(write_err)?;
+            put_meta(&db, COMMITTED, &mark)?;
+        }
+        let logs = dir.path().join("shard.log");
+        for _start in 0..2 {
+            let mut store = LogStore::open(db.clone(), &logs, 0)?;
+            let ids: Vec<u64> = store
+                .try_get_log_entries(0..)
+                .await?
+                .iter()
+                .map(|e| e.log_id.index)
+                .collect();
+            assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+            assert_eq!(store.read_committed().await?, mark);
+            assert_eq!(
+                store.get_log_state().await?.last_log_id,
+                Some(entry(5).log_id)
+            );
+        }
+        let txn = db.begin_read().map_err(read_err)?;
+        assert!(matches!(
+            txn.open_table(LOG),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        Ok(())
     }
 
     /// openraft's own conformance suite for log and state machine storage:
