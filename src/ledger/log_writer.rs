@@ -183,6 +183,7 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Files, Op)>) {
                     Some(why) => Err(write_err(why)),
                     None => with_log(&files.log, |log| log.truncate(from)),
                 };
+                note_failure(&mut failed, &result);
                 let _ = done.send(result);
             }
             Op::Purge { upto, mark, done } => {
@@ -193,6 +194,7 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Files, Op)>) {
                     None => put_meta_bytes(&files.db, LAST_PURGED, &mark)
                         .and_then(|()| with_log(&files.log, |log| log.purge(upto))),
                 };
+                note_failure(&mut failed, &result);
                 let _ = done.send(result);
             }
             Op::Meta { key, value, done } => {
@@ -200,9 +202,18 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Files, Op)>) {
                     Some(why) => Err(write_err(why)),
                     None => put_meta_bytes(&files.db, key, &value),
                 };
+                note_failure(&mut failed, &result);
                 let _ = done.send(result);
             }
         }
+    }
+}
+
+/// A write that failed half-way (a truncation that deleted some segments but
+/// not the rest) leaves the log in a state nothing more may build on.
+fn note_failure(failed: &mut Option<String>, result: &Result<(), StorageError>) {
+    if let Err(e) = result {
+        failed.get_or_insert_with(|| e.to_string());
     }
 }
 
