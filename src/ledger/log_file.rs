@@ -37,13 +37,16 @@ const SUFFIX: &str = ".seg";
 /// Records longer than this are not ours (an entry is at most 512 commands).
 const MAX_RECORD: u32 = 256 << 20;
 
+/// Offset and length of an entry's payload in its file.
+type Place = (u64, u32);
+
 struct Segment {
     path: PathBuf,
     file: Arc<File>,
     /// Index of its first entry.
     first: u64,
-    /// Offset and length of each entry's payload, in index order.
-    entries: Vec<(u64, u32)>,
+    /// Where each entry's payload lies, in index order.
+    entries: Vec<Place>,
     /// Bytes of whole records.
     len: u64,
 }
@@ -88,6 +91,24 @@ fn encode(buf: &mut Vec<u8>, kind: u8, index: u64, payload: &[u8]) -> io::Result
     let crc = crc32fast::hash(&buf[start + 4..]);
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     Ok(())
+}
+
+/// The records of one write: `entries`, then `commit` if any; and where each
+/// entry's payload lies in the buffer.
+fn encode_write(
+    entries: &[(u64, &[u8])],
+    commit: Option<&[u8]>,
+) -> io::Result<(Vec<u8>, Vec<Place>)> {
+    let mut buf = Vec::new();
+    let mut placed = Vec::with_capacity(entries.len());
+    for &(index, payload) in entries {
+        placed.push(((buf.len() + HEADER) as u64, payload.len() as u32));
+        encode(&mut buf, KIND_ENTRY, index, payload)?;
+    }
+    if let Some(mark) = commit {
+        encode(&mut buf, KIND_COMMIT, 0, mark)?;
+    }
+    Ok((buf, placed))
 }
 
 /// One record parsed from `bytes` at `at`: kind, index, payload range, and
@@ -305,25 +326,21 @@ impl LogFile {
             // No entry anywhere: a commit mark has nothing to describe.
             return Ok(ToSync::default());
         };
-        let mut buf = Vec::new();
-        let mut placed = Vec::with_capacity(entries.len());
-        for &(index, payload) in entries {
-            if index != segment.next_index() + placed.len() as u64 {
+        for (n, &(index, _)) in entries.iter().enumerate() {
+            let expected = segment.next_index() + n as u64;
+            if index != expected {
                 return Err(io::Error::other(format!(
-                    "Raft log entries not contiguous: {index} after {}",
-                    segment.next_index() + placed.len() as u64 - 1
+                    "Raft log entries not contiguous: {index} where {expected} belongs"
                 )));
             }
-            let at = buf.len();
-            encode(&mut buf, KIND_ENTRY, index, payload)?;
-            placed.push((segment.len + (at + HEADER) as u64, payload.len() as u32));
         }
-        if let Some(mark) = commit {
-            encode(&mut buf, KIND_COMMIT, 0, mark)?;
-        }
+        let (buf, placed) = encode_write(entries, commit)?;
         segment.file.write_all_at(&buf, segment.len)?;
+        let base = segment.len;
         segment.len += buf.len() as u64;
-        segment.entries.extend(placed);
+        segment
+            .entries
+            .extend(placed.into_iter().map(|(at, len)| (base + at, len)));
         if let Some(mark) = commit {
             self.committed = Some(mark.to_vec());
         }
@@ -409,13 +426,7 @@ impl LogFile {
         }
         let count = runs.len();
         for (r, run) in runs.into_iter().enumerate() {
-            let mut buf = Vec::new();
-            for &(index, payload) in run {
-                encode(&mut buf, KIND_ENTRY, index, payload)?;
-            }
-            if let (Some(mark), true) = (commit, r + 1 == count) {
-                encode(&mut buf, KIND_COMMIT, 0, mark)?;
-            }
+            let (buf, _) = encode_write(run, commit.filter(|_| r + 1 == count))?;
             let file = create_file(&building.join(format!("{:020}{SUFFIX}", run[0].0)))?;
             file.write_all_at(&buf, 0)?;
             file.sync_all()?;
@@ -451,6 +462,12 @@ impl ToSync {
 mod tests {
     use super::*;
 
+    fn fresh() -> (tempfile::TempDir, LogFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogFile::open(dir.path(), None).unwrap();
+        (dir, log)
+    }
+
     fn payload(index: u64) -> Vec<u8> {
         format!("entry {index} {}", "x".repeat(index as usize % 7)).into_bytes()
     }
@@ -471,8 +488,7 @@ mod tests {
 
     #[test]
     fn entries_and_the_commit_mark_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = LogFile::open(dir.path(), None).unwrap();
+        let (dir, mut log) = fresh();
         assert!(log.is_empty());
         append(&mut log, 1..5, None);
         append(&mut log, 5..9, Some(b"mark 4"));
@@ -487,8 +503,7 @@ mod tests {
 
     #[test]
     fn truncation_and_rewrites_replace_the_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = LogFile::open(dir.path(), None).unwrap();
+        let (dir, mut log) = fresh();
         append(&mut log, 1..10, None);
         log.truncate(6).unwrap();
         assert_eq!(all(&log), expected(1..6));
@@ -504,8 +519,7 @@ mod tests {
 
     #[test]
     fn segments_roll_purge_whole_and_gaps_start_a_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = LogFile::open(dir.path(), None).unwrap();
+        let (dir, mut log) = fresh();
         append(&mut log, 1..4, None);
         // As after a snapshot install: purge past the log, then append on.
         log.purge(20).unwrap();
@@ -543,8 +557,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_write_is_cut_and_older_damage_refuses_to_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = LogFile::open(dir.path(), None).unwrap();
+        let (dir, mut log) = fresh();
         append(&mut log, 1..4, None);
         log.segments.last_mut().unwrap().len = SEGMENT_BYTES;
         append(&mut log, 4..8, None);
@@ -610,8 +623,7 @@ mod tests {
     #[test]
     fn random_bytes_never_parse_as_records() {
         // Garbage at the end of the newest segment is cut, not read.
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = LogFile::open(dir.path(), None).unwrap();
+        let (dir, mut log) = fresh();
         append(&mut log, 1..3, None);
         let path = log.segments[0].path.clone();
         drop(log);

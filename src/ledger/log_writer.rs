@@ -131,8 +131,6 @@ impl LogWriter {
 }
 
 fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Files, Op)>) {
-    // After a failed write nothing more is written: later entries on disk
-    // without the failed ones would leave a hole in the log.
     let mut failed: Option<String> = None;
     let mut next = None;
     loop {
@@ -156,19 +154,9 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Files, Op)>) {
                         Err(_) => break,
                     }
                 }
-                let result = match &failed {
-                    Some(why) => Err(write_err(why)),
-                    None => write_appends(&files.log, &group),
-                };
-                match &result {
-                    Ok(()) => {
-                        if let (Some(last), Ok(mut tail)) = (group.last(), tail.lock()) {
-                            tail.written(last.number);
-                        }
-                    }
-                    Err(e) => {
-                        failed.get_or_insert_with(|| e.to_string());
-                    }
+                let result = guarded(&mut failed, || write_appends(&files.log, &group));
+                if let (Ok(()), Some(last), Ok(mut tail)) = (&result, group.last(), tail.lock()) {
+                    tail.written(last.number);
                 }
                 for append in group {
                     let outcome = match &result {
@@ -179,42 +167,44 @@ fn run(tail: &Mutex<LogTail>, ops: &mpsc::Receiver<(Files, Op)>) {
                 }
             }
             Op::Truncate { from, done } => {
-                let result = match &failed {
-                    Some(why) => Err(write_err(why)),
-                    None => with_log(&files.log, |log| log.truncate(from)),
-                };
-                note_failure(&mut failed, &result);
+                let result = guarded(&mut failed, || {
+                    with_log(&files.log, |log| log.truncate(from))
+                });
                 let _ = done.send(result);
             }
             Op::Purge { upto, mark, done } => {
                 // Recorded first: segments a crash leaves behind are then
                 // dropped at start (`LogFile::open`).
-                let result = match &failed {
-                    Some(why) => Err(write_err(why)),
-                    None => put_meta_bytes(&files.db, LAST_PURGED, &mark)
-                        .and_then(|()| with_log(&files.log, |log| log.purge(upto))),
-                };
-                note_failure(&mut failed, &result);
+                let result = guarded(&mut failed, || {
+                    put_meta_bytes(&files.db, LAST_PURGED, &mark)?;
+                    with_log(&files.log, |log| log.purge(upto))
+                });
                 let _ = done.send(result);
             }
             Op::Meta { key, value, done } => {
-                let result = match &failed {
-                    Some(why) => Err(write_err(why)),
-                    None => put_meta_bytes(&files.db, key, &value),
-                };
-                note_failure(&mut failed, &result);
+                let result = guarded(&mut failed, || put_meta_bytes(&files.db, key, &value));
                 let _ = done.send(result);
             }
         }
     }
 }
 
-/// A write that failed half-way (a truncation that deleted some segments but
-/// not the rest) leaves the log in a state nothing more may build on.
-fn note_failure(failed: &mut Option<String>, result: &Result<(), StorageError>) {
-    if let Err(e) = result {
-        failed.get_or_insert_with(|| e.to_string());
+/// Runs `write` unless an earlier write failed, and remembers its failure:
+/// after one, nothing more is written (later entries without the failed ones
+/// would leave a hole; a truncation that deleted some segments but not the
+/// rest leaves a state nothing may build on).
+fn guarded(
+    failed: &mut Option<String>,
+    write: impl FnOnce() -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    if let Some(why) = failed {
+        return Err(write_err(why));
     }
+    let result = write();
+    if let Err(e) = &result {
+        *failed = Some(e.to_string());
+    }
+    result
 }
 
 fn with_log<T>(
